@@ -1,0 +1,175 @@
+/*
+ * internal.h - structures shared by the engine's .c files.  Not part of the
+ * API: Python never sees these.
+ */
+#ifndef VS_INTERNAL_H
+#define VS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vswitch.h"
+#include "fdb.h"
+
+#define VS_UNUSED 0xffff
+
+/* Frames read in one go from one interface before the loop moves on: the
+ * fairness budget, and the size of the prefetch window of FDB lookups. */
+#define VS_BATCH 32
+
+/* Room before the Ethernet header so an AF_PACKET frame whose VLAN tag came
+ * out of band can get it back in place by moving 12 bytes. */
+#define VS_HEADROOM 64
+#define VS_BUF_SIZE (VS_HEADROOM + VS_MAX_FRAME + 64)
+
+#define ETH_HLEN_ 14
+#define VLAN_HLEN_ 4
+#define TPID_8021Q 0x8100
+#define TPID_8021AD 0x88a8
+
+/* struct virtio_net_hdr, as the kernel reads and writes it (little endian
+ * on every machine we run on). */
+struct vs_vnet_hdr {
+    uint8_t flags;
+    uint8_t gso_type;
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+} __attribute__((packed));
+
+#define VNET_F_NEEDS_CSUM 1
+#define VNET_F_DATA_VALID 2
+#define VNET_GSO_NONE 0
+#define VNET_GSO_TCPV4 1
+#define VNET_GSO_UDP 3
+#define VNET_GSO_TCPV6 4
+#define VNET_GSO_UDP_L4 5
+#define VNET_GSO_ECN 0x80
+
+struct vs_iface {
+    bool in_use;
+    uint8_t kind;
+    bool vnet;           /* frames carry a virtio_net_hdr */
+    bool failed;         /* poll/read error: out of the poll set */
+    bool enabled;        /* bond member enabled; always true for plain ports */
+    uint16_t port;
+    uint32_t gen;        /* bumped on reuse: stale epoll events are ignored */
+    uint32_t mtu;
+    int fd;
+    struct vs_iface_stats stats;
+};
+
+struct vs_port {
+    bool in_use;
+    uint16_t bridge;
+    /* VLAN configuration (Open vSwitch semantics, see vlan.c). */
+    uint8_t vlan_mode;
+    uint16_t tag;
+    bool trunk_all;
+    uint8_t trunks[512];
+    /* Members: one interface for a plain port, several for a bond. */
+    uint8_t bond_mode;
+    uint8_t n_members;
+    uint16_t members[VS_MAX_BOND_MEMBERS];
+    int16_t active;                       /* iface id, -1 none */
+    uint16_t slb_bucket[VS_SLB_BUCKETS];  /* iface id per hash bucket */
+    uint64_t slb_load[VS_SLB_BUCKETS];
+};
+
+struct vs_bridge {
+    bool in_use;
+    uint16_t n_ports;
+    uint16_t ports[VS_MAX_PORTS];
+    struct vs_fdb fdb;
+};
+
+/* One received frame and what the engine learned about it. */
+struct vs_pkt {
+    uint8_t *data;           /* Ethernet header */
+    uint32_t len;
+    struct vs_vnet_hdr vnet; /* zeroed when the input has none */
+    uint16_t vlan;           /* VLAN the frame belongs to on this bridge */
+    uint16_t tci;            /* tag control info to use when tagging */
+    uint16_t tag_len;        /* bytes of outer tag present in data (0 or 4) */
+    uint16_t payload_off;    /* offset of what follows the outer tag */
+    uint16_t l3_offset;
+    uint64_t src_key, dst_key;
+    uint32_t src_hash, dst_hash;
+};
+
+struct vs_dp {
+    pthread_mutex_t lock;
+    pthread_t thread;
+    bool running;
+    volatile bool stop;
+    int epfd;
+    int wake_fd;      /* eventfd: wakes the loop (stop) */
+    int notify_fd;    /* eventfd: tells the control plane to look */
+    int64_t fake_now_ms;
+    int64_t next_periodic_ms;
+    uint64_t seed;
+
+    struct vs_bridge *bridges[VS_MAX_BRIDGES];
+    struct vs_port ports[VS_MAX_PORTS];
+    struct vs_iface ifaces[VS_MAX_IFACES];
+
+    /* Receive buffers of the forwarding thread (or of an injecting caller:
+     * both run under the lock, so they never use them at the same time). */
+    uint8_t *bufs;                  /* VS_BATCH * VS_BUF_SIZE */
+    struct vs_pkt pkts[VS_BATCH];
+};
+
+/* frame.c */
+int vs_parse(const uint8_t *frame, uint32_t len, struct vs_parsed *out);
+
+/* vlan.c */
+bool vs_vlan_ingress(const struct vs_port *p, struct vs_pkt *pkt,
+                     const struct vs_parsed *parsed);
+bool vs_vlan_carries(const struct vs_port *p, uint16_t vlan);
+bool vs_vlan_egress_tagged(const struct vs_port *p, uint16_t vlan);
+
+/* vnet.c */
+bool vs_vnet_valid(const struct vs_vnet_hdr *h, uint32_t frame_len);
+void vs_vnet_complete_csum(struct vs_pkt *pkt);
+bool vs_vnet_is_gso(const struct vs_vnet_hdr *h);
+
+/* bond.c */
+int vs_bond_output_iface(struct vs_dp *dp, struct vs_port *p,
+                         const struct vs_pkt *pkt);
+bool vs_bond_admissible(struct vs_dp *dp, const struct vs_port *p,
+                        const struct vs_iface *in, const struct vs_pkt *pkt,
+                        int learned_port);
+
+/* forward.c */
+void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
+                      struct vs_pkt *pkts, int n);
+int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
+                   const struct vs_vnet_hdr *vnet, struct iovec *iov,
+                   int iovcnt, uint32_t frame_len);
+
+/* io.c */
+int vs_rx_burst(struct vs_dp *dp, struct vs_iface *in);
+void vs_iface_fail(struct vs_dp *dp, struct vs_iface *ifc);
+
+/* datapath.c */
+int64_t vs_now_ms_locked(struct vs_dp *dp);
+void vs_notify(struct vs_dp *dp);
+
+static inline uint16_t vs_rd16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint64_t vs_mac_to_u64(const uint8_t *m)
+{
+    return ((uint64_t)m[0] << 40) | ((uint64_t)m[1] << 32) |
+           ((uint64_t)m[2] << 24) | ((uint64_t)m[3] << 16) |
+           ((uint64_t)m[4] << 8) | (uint64_t)m[5];
+}
+
+static inline bool vs_mac_is_group(const uint8_t *m) { return m[0] & 1; }
+
+#endif

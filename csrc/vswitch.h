@@ -1,0 +1,237 @@
+/*
+ * vswitch.h - the one public API of the vswitch C engine.
+ *
+ * Everything Python may call is declared here and nowhere else.  The file
+ * is read twice: by the C compiler (through the include guard) and by
+ * cffi's cdef() in csrc/build_engine.py, which drops the preprocessor
+ * lines other than "#define NAME NUMBER".  So: plain declarations only,
+ * no macros with arguments, no inline code, and every symbol starts with
+ * "vs_" or "VS_".
+ *
+ * Object model (the Open vSwitch one, kept small):
+ *   datapath  - one per daemon; owns the forwarding thread and one lock.
+ *   bridge    - a MAC-learning domain with its own FDB.
+ *   port      - a logical port of a bridge: VLAN configuration, FDB
+ *               entries point at ports.  A plain port has one interface,
+ *               a bond several.
+ *   interface - a file descriptor frames are read from and written to
+ *               (a TAP, an AF_PACKET socket, or in tests a socketpair).
+ *
+ * Thread safety: every function below takes the datapath lock, which the
+ * forwarding thread holds while it processes one batch of received frames
+ * and releases around epoll_wait().  A control call therefore waits for at
+ * most one batch, and never observes a half-forwarded frame.  The only
+ * exceptions are the pure functions (vs_frame_parse, vs_drop_reason_name,
+ * vs_fdb_bench_*), which touch no shared state or say so.
+ *
+ * Errors: functions returning int give >= 0 on success and -errno on
+ * failure; vswitch/datapath.py turns the latter into VswitchError.
+ */
+#ifndef VSWITCH_H
+#define VSWITCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VS_MAX_BRIDGES 256
+#define VS_MAX_PORTS 1024
+#define VS_MAX_IFACES 1024
+#define VS_MAX_BOND_MEMBERS 16
+#define VS_MAX_FDB_ENTRIES 4194304
+#define VS_DEFAULT_MAC_AGING 300
+#define VS_DEFAULT_MAC_TABLE_SIZE 8192
+#define VS_VNET_HDR_LEN 10
+#define VS_MAX_FRAME 65535
+#define VS_DROP_SLOTS 16
+#define VS_SLB_BUCKETS 256
+
+/* How an interface's file descriptor is read. */
+enum vs_iface_kind {
+    VS_IFACE_FD = 1,      /* read()/write() of whole frames: TAP, socketpair */
+    VS_IFACE_PACKET = 2   /* AF_PACKET socket: VLAN tag may arrive in auxdata */
+};
+
+/* Interface flags (vs_iface_add). */
+#define VS_IFACE_F_VNET_HDR 1   /* every frame is preceded by a virtio_net_hdr */
+
+/* VLAN modes, as in Open vSwitch's Port table. */
+enum vs_vlan_mode {
+    VS_VLAN_TRUNK = 0,
+    VS_VLAN_ACCESS = 1,
+    VS_VLAN_NATIVE_TAGGED = 2,
+    VS_VLAN_NATIVE_UNTAGGED = 3
+};
+
+/* Bond modes.  VS_BOND_NONE is a plain port with exactly one interface. */
+enum vs_bond_mode {
+    VS_BOND_NONE = 0,
+    VS_BOND_ACTIVE_BACKUP = 1,
+    VS_BOND_BALANCE_SLB = 2
+};
+
+/* Why a frame was dropped.  Counted per interface: ingress reasons on the
+ * interface the frame came in on, egress reasons on the one it would have
+ * left by.  vs_drop_reason_name() gives the short name used in port/stats. */
+enum vs_drop_reason {
+    VS_DROP_RUNT = 0,          /* shorter than the headers it announces */
+    VS_DROP_OVERSIZE = 1,      /* payload beyond the interface MTU (no GSO) */
+    VS_DROP_BAD_VNET_HDR = 2,  /* virtio-net header that cannot describe it */
+    VS_DROP_RESERVED_DST = 3,  /* 01:80:c2:00:00:0x link-local control */
+    VS_DROP_VLAN = 4,          /* VLAN not carried by the port */
+    VS_DROP_SAME_PORT = 5,     /* destination learned on the input port */
+    VS_DROP_BOND = 6,          /* not admissible on this bond member */
+    VS_DROP_NO_GSO = 7,        /* output cannot take a segmented frame */
+    VS_DROP_TX_ERROR = 8,      /* write()/send() failed (queue full, gone) */
+    VS_DROP_IFACE_DOWN = 9,    /* output interface failed or disabled */
+    VS_DROP_NO_MEMBER = 10,    /* bond has no enabled member */
+    VS_DROP__COUNT = 11
+};
+
+struct vs_iface_stats {
+    uint64_t rx_packets;
+    uint64_t rx_bytes;
+    uint64_t tx_packets;
+    uint64_t tx_bytes;
+    uint64_t drops[VS_DROP_SLOTS];   /* indexed by enum vs_drop_reason */
+};
+
+/* Interface state bits (vs_iface_state). */
+#define VS_IFACE_S_FAILED 1    /* read/poll error: removed from the poll set */
+#define VS_IFACE_S_ENABLED 2   /* may carry traffic (bond member enabled) */
+
+struct vs_fdb_entry {
+    uint8_t mac[6];
+    uint16_t vlan;
+    int32_t port;
+    uint32_t age;        /* seconds since last seen */
+    uint8_t is_static;
+};
+
+struct vs_fdb_stats {
+    uint32_t entries;
+    uint32_t static_entries;
+    uint32_t max_entries;
+    uint32_t aging;
+    uint64_t learned;
+    uint64_t expired;
+    uint64_t evicted;
+    uint64_t moved;
+};
+
+/* Result of parsing one Ethernet frame (vs_frame_parse). */
+struct vs_parsed {
+    uint16_t ntags;        /* 802.1Q/802.1ad tags recognised, 0..2 */
+    uint16_t outer_tpid;   /* 0 when untagged */
+    uint16_t outer_tci;
+    uint16_t inner_tpid;
+    uint16_t inner_tci;
+    uint16_t ethertype;    /* after the tags */
+    uint16_t l3_offset;    /* bytes from the start of the frame */
+};
+
+typedef struct vs_dp vs_dp;
+
+/* --- pure helpers -------------------------------------------------------- */
+
+/* Parse len bytes of an Ethernet frame.  Returns 0, or -1 - VS_DROP_RUNT
+ * when the frame is shorter than the headers it announces.  Reads nothing
+ * outside frame[0..len). */
+int vs_frame_parse(const uint8_t *frame, size_t len, struct vs_parsed *out);
+const char *vs_drop_reason_name(int reason);
+
+/* --- datapath ------------------------------------------------------------ */
+
+vs_dp *vs_dp_new(void);
+/* Stops the thread if running, closes every interface fd, frees all. */
+void vs_dp_free(vs_dp *dp);
+int vs_dp_start(vs_dp *dp);
+int vs_dp_stop(vs_dp *dp);
+/* An eventfd that becomes readable when an interface changes state (for
+ * example a TAP whose device vanished).  Owned by the datapath. */
+int vs_dp_notify_fd(vs_dp *dp);
+/* Replace the clock: now_ms >= 0 freezes time at that value (tests advance
+ * it by calling again); now_ms < 0 returns to CLOCK_MONOTONIC. */
+void vs_dp_set_clock(vs_dp *dp, int64_t now_ms);
+int64_t vs_dp_now_ms(vs_dp *dp);
+/* Run the periodic work (FDB aging) now, as the thread does every second. */
+void vs_dp_run_periodic(vs_dp *dp);
+
+/* --- bridges -------------------------------------------------------------- */
+
+int vs_br_add(vs_dp *dp, uint32_t mac_table_size, uint32_t mac_aging);
+int vs_br_del(vs_dp *dp, int br);
+int vs_br_set_mac_aging(vs_dp *dp, int br, uint32_t seconds);
+/* Shrinking evicts learned entries fairly; fails with -ENOSPC when the
+ * static entries alone exceed the new size. */
+int vs_br_set_mac_table_size(vs_dp *dp, int br, uint32_t entries);
+
+/* --- ports ---------------------------------------------------------------- */
+
+int vs_port_add(vs_dp *dp, int br);
+/* Deletes the port, its interfaces (closing their fds) and its FDB entries. */
+int vs_port_del(vs_dp *dp, int port);
+/* trunks: 512-byte bitmap of VLANs 0..4095, or NULL for "all VLANs".
+ * Flushes the port's learned FDB entries. */
+int vs_port_set_vlan(vs_dp *dp, int port, int mode, int tag,
+                     const uint8_t *trunks);
+int vs_port_set_bond_mode(vs_dp *dp, int port, int mode);
+/* Active member for active-backup (and broadcast ingress of balance-slb);
+ * iface must belong to the port, -1 clears it. */
+int vs_port_set_active(vs_dp *dp, int port, int iface);
+/* *iface = the active member, or -1 when there is none. */
+int vs_port_get_active(vs_dp *dp, int port, int *iface);
+/* Point SLB hash bucket 0..255 at a member interface of the port. */
+int vs_port_set_slb_bucket(vs_dp *dp, int port, int bucket, int iface);
+/* Bytes hashed into each SLB bucket since the last call; resets them. */
+int vs_port_take_slb_loads(vs_dp *dp, int port, uint64_t *loads256);
+/* The bucket (0..255) a source MAC and VLAN hash to. */
+int vs_slb_hash(const uint8_t *mac, uint16_t vlan);
+
+/* --- interfaces ------------------------------------------------------------ */
+
+/* Attach fd to port.  The datapath owns fd from here on, also on failure
+ * (it is closed then).  The fd is made non-blocking. */
+int vs_iface_add(vs_dp *dp, int port, int fd, int kind, uint32_t flags,
+                 uint32_t mtu);
+int vs_iface_del(vs_dp *dp, int iface);
+int vs_iface_set_mtu(vs_dp *dp, int iface, uint32_t mtu);
+/* Bond member enabled (1) or disabled (0); a disabled member neither
+ * sends nor receives. */
+int vs_iface_set_enabled(vs_dp *dp, int iface, int enabled);
+int vs_iface_state(vs_dp *dp, int iface);
+int vs_iface_stats(vs_dp *dp, int iface, struct vs_iface_stats *out);
+
+/* Send one raw frame (with a virtio-net header first when the interface has
+ * one) out of iface, bypassing forwarding: learning packets after failover. */
+int vs_iface_send(vs_dp *dp, int iface, const uint8_t *frame, size_t len);
+/* Process one frame as if it had just been read from iface: the whole
+ * forwarding path, outputs written to the other interfaces' fds.  For tests
+ * and tools; the fast path never goes through Python. */
+int vs_dp_inject(vs_dp *dp, int iface, const uint8_t *frame, size_t len);
+
+/* --- FDB ------------------------------------------------------------------- */
+
+int vs_fdb_add_static(vs_dp *dp, int br, int port, uint16_t vlan,
+                      const uint8_t *mac);
+/* Removes a learned or static entry; -ENOENT when absent. */
+int vs_fdb_del(vs_dp *dp, int br, uint16_t vlan, const uint8_t *mac);
+/* Removes learned entries (of one port, or all when port < 0); static
+ * entries are configuration and stay.  Returns how many were removed. */
+int vs_fdb_flush(vs_dp *dp, int br, int port);
+/* Copies up to max entries; returns the total number (may exceed max). */
+int vs_fdb_dump(vs_dp *dp, int br, struct vs_fdb_entry *out, int max);
+int vs_fdb_stats(vs_dp *dp, int br, struct vs_fdb_stats *out);
+/* The port a (vlan, mac) is learned on, or -ENOENT. */
+int vs_fdb_lookup(vs_dp *dp, int br, uint16_t vlan, const uint8_t *mac);
+
+/* --- microbenchmark entry points (no lock: call with the thread stopped) ---- */
+
+/* Learn n keys ((vlan << 48) | mac as a 48-bit big-endian number) on port. */
+int vs_fdb_bench_learn(vs_dp *dp, int br, int port, const uint64_t *keys,
+                       int n);
+/* Look up n keys; returns how many were found. */
+int vs_fdb_bench_lookup(vs_dp *dp, int br, const uint64_t *keys, int n);
+/* Parse the same frame n times; returns the sum of l3 offsets. */
+long vs_bench_parse(const uint8_t *frame, size_t len, int n);
+
+#endif

@@ -1,0 +1,240 @@
+"""Thin wrapper over the C engine (csrc/vswitch.h).
+
+One method per engine call, ids in and out, negative errno turned into
+VswitchError.  No policy lives here: names, validation and persistence are
+the Switch's business.  Every call is a control-plane call (per
+configuration change or per ``show``), never per frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ._engine import ffi, lib
+from .errors import VswitchError
+
+DROP_REASONS: tuple[str, ...] = tuple(
+    ffi.string(lib.vs_drop_reason_name(i)).decode() for i in range(lib.VS_DROP__COUNT)
+)
+
+IFACE_FD = lib.VS_IFACE_FD
+IFACE_PACKET = lib.VS_IFACE_PACKET
+VNET_HDR = lib.VS_IFACE_F_VNET_HDR
+
+VLAN_MODES = {
+    "trunk": lib.VS_VLAN_TRUNK,
+    "access": lib.VS_VLAN_ACCESS,
+    "native-tagged": lib.VS_VLAN_NATIVE_TAGGED,
+    "native-untagged": lib.VS_VLAN_NATIVE_UNTAGGED,
+}
+BOND_MODES = {
+    "none": lib.VS_BOND_NONE,
+    "active-backup": lib.VS_BOND_ACTIVE_BACKUP,
+    "balance-slb": lib.VS_BOND_BALANCE_SLB,
+}
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        raise VswitchError.from_errno(-rc, what)
+    return rc
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def mac_str(raw: Iterable[int]) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+@dataclass
+class IfaceStats:
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    drops: dict[str, int] = field(default_factory=lambda: {r: 0 for r in DROP_REASONS})
+
+    def __iadd__(self, other: "IfaceStats") -> "IfaceStats":
+        self.rx_packets += other.rx_packets
+        self.rx_bytes += other.rx_bytes
+        self.tx_packets += other.tx_packets
+        self.tx_bytes += other.tx_bytes
+        for r, n in other.drops.items():
+            self.drops[r] += n
+        return self
+
+    def to_json(self) -> dict:
+        return {"rx_packets": self.rx_packets, "rx_bytes": self.rx_bytes,
+                "tx_packets": self.tx_packets, "tx_bytes": self.tx_bytes,
+                "drops": dict(self.drops)}
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    port: int
+    vlan: int
+    mac: str
+    age: int
+    is_static: bool
+
+
+@dataclass(frozen=True)
+class FdbStats:
+    entries: int
+    static_entries: int
+    max_entries: int
+    aging: int
+    learned: int
+    expired: int
+    evicted: int
+    moved: int
+
+
+class Datapath:
+    """The engine: bridges, ports and interfaces by numeric id."""
+
+    def __init__(self) -> None:
+        dp = lib.vs_dp_new()
+        if dp == ffi.NULL:
+            raise VswitchError("ENOMEM", "cannot create the datapath")
+        self._dp = dp
+
+    # --- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        _check(lib.vs_dp_start(self._dp), "start forwarding thread")
+
+    def stop(self) -> None:
+        _check(lib.vs_dp_stop(self._dp), "stop forwarding thread")
+
+    def close(self) -> None:
+        """Stop the thread and close every interface fd."""
+        if self._dp is not None:
+            lib.vs_dp_free(self._dp)
+            self._dp = None
+
+    def notify_fd(self) -> int:
+        return lib.vs_dp_notify_fd(self._dp)
+
+    def set_clock(self, now_ms: int | None) -> None:
+        lib.vs_dp_set_clock(self._dp, -1 if now_ms is None else now_ms)
+
+    def now_ms(self) -> int:
+        return lib.vs_dp_now_ms(self._dp)
+
+    def run_periodic(self) -> None:
+        lib.vs_dp_run_periodic(self._dp)
+
+    # --- bridges -------------------------------------------------------------
+    def add_bridge(self, mac_table_size: int, mac_aging: int) -> int:
+        return _check(lib.vs_br_add(self._dp, mac_table_size, mac_aging), "add bridge")
+
+    def del_bridge(self, br: int) -> None:
+        _check(lib.vs_br_del(self._dp, br), "delete bridge")
+
+    def set_mac_aging(self, br: int, seconds: int) -> None:
+        _check(lib.vs_br_set_mac_aging(self._dp, br, seconds), "set mac_aging")
+
+    def set_mac_table_size(self, br: int, entries: int) -> None:
+        _check(lib.vs_br_set_mac_table_size(self._dp, br, entries), "set mac_table_size")
+
+    # --- ports -----------------------------------------------------------------
+    def add_port(self, br: int) -> int:
+        return _check(lib.vs_port_add(self._dp, br), "add port")
+
+    def del_port(self, port: int) -> None:
+        _check(lib.vs_port_del(self._dp, port), "delete port")
+
+    def set_vlan(self, port: int, mode: str, tag: int | None, trunks: Iterable[int]) -> None:
+        vids = list(trunks)
+        bitmap = ffi.NULL
+        if vids:
+            bitmap = ffi.new("uint8_t[512]")
+            for v in vids:
+                bitmap[v >> 3] |= 1 << (v & 7)
+        _check(lib.vs_port_set_vlan(self._dp, port, VLAN_MODES[mode], tag or 0, bitmap),
+               "set VLAN configuration")
+
+    def set_bond_mode(self, port: int, mode: str) -> None:
+        _check(lib.vs_port_set_bond_mode(self._dp, port, BOND_MODES[mode]), "set bond mode")
+
+    def set_active(self, port: int, iface: int | None) -> None:
+        _check(lib.vs_port_set_active(self._dp, port, -1 if iface is None else iface),
+               "set active member")
+
+    def get_active(self, port: int) -> int | None:
+        out = ffi.new("int *")
+        _check(lib.vs_port_get_active(self._dp, port, out), "get active member")
+        return None if out[0] < 0 else out[0]
+
+    def set_slb_bucket(self, port: int, bucket: int, iface: int | None) -> None:
+        _check(lib.vs_port_set_slb_bucket(self._dp, port, bucket,
+                                          -1 if iface is None else iface), "set SLB bucket")
+
+    def take_slb_loads(self, port: int) -> list[int]:
+        loads = ffi.new("uint64_t[]", lib.VS_SLB_BUCKETS)
+        _check(lib.vs_port_take_slb_loads(self._dp, port, loads), "read SLB loads")
+        return list(loads)
+
+    # --- interfaces --------------------------------------------------------------
+    def add_iface(self, port: int, fd: int, kind: int, flags: int, mtu: int) -> int:
+        """Attach fd; the engine owns (and closes) it from now on, even on error."""
+        return _check(lib.vs_iface_add(self._dp, port, fd, kind, flags, mtu), "attach interface")
+
+    def del_iface(self, iface: int) -> None:
+        _check(lib.vs_iface_del(self._dp, iface), "detach interface")
+
+    def set_mtu(self, iface: int, mtu: int) -> None:
+        _check(lib.vs_iface_set_mtu(self._dp, iface, mtu), "set MTU")
+
+    def set_enabled(self, iface: int, enabled: bool) -> None:
+        _check(lib.vs_iface_set_enabled(self._dp, iface, int(enabled)), "enable member")
+
+    def iface_failed(self, iface: int) -> bool:
+        st = _check(lib.vs_iface_state(self._dp, iface), "interface state")
+        return bool(st & lib.VS_IFACE_S_FAILED)
+
+    def iface_stats(self, iface: int) -> IfaceStats:
+        raw = ffi.new("struct vs_iface_stats *")
+        _check(lib.vs_iface_stats(self._dp, iface, raw), "interface statistics")
+        return IfaceStats(raw.rx_packets, raw.rx_bytes, raw.tx_packets, raw.tx_bytes,
+                          {r: raw.drops[i] for i, r in enumerate(DROP_REASONS)})
+
+    def send(self, iface: int, frame: bytes) -> None:
+        _check(lib.vs_iface_send(self._dp, iface, frame, len(frame)), "send frame")
+
+    def inject(self, iface: int, frame: bytes) -> None:
+        _check(lib.vs_dp_inject(self._dp, iface, frame, len(frame)), "inject frame")
+
+    # --- FDB ---------------------------------------------------------------------
+    def fdb_add_static(self, br: int, port: int, vlan: int, mac: str) -> None:
+        _check(lib.vs_fdb_add_static(self._dp, br, port, vlan, mac_bytes(mac)), "add FDB entry")
+
+    def fdb_del(self, br: int, vlan: int, mac: str) -> None:
+        _check(lib.vs_fdb_del(self._dp, br, vlan, mac_bytes(mac)), "delete FDB entry")
+
+    def fdb_flush(self, br: int, port: int | None = None) -> int:
+        return _check(lib.vs_fdb_flush(self._dp, br, -1 if port is None else port), "flush FDB")
+
+    def fdb_lookup(self, br: int, vlan: int, mac: str) -> int | None:
+        rc = lib.vs_fdb_lookup(self._dp, br, vlan, mac_bytes(mac))
+        if rc == -2:  # ENOENT
+            return None
+        return _check(rc, "look up FDB")
+
+    def fdb_dump(self, br: int) -> list[FdbEntry]:
+        cap = 1024
+        while True:
+            buf = ffi.new("struct vs_fdb_entry[]", cap)
+            n = _check(lib.vs_fdb_dump(self._dp, br, buf, cap), "dump FDB")
+            if n <= cap:
+                return [FdbEntry(e.port, e.vlan, mac_str(e.mac), e.age, bool(e.is_static))
+                        for e in buf[0:n]]
+            cap = n + 64  # the table grew between calls: try again, larger
+
+    def fdb_stats(self, br: int) -> FdbStats:
+        raw = ffi.new("struct vs_fdb_stats *")
+        _check(lib.vs_fdb_stats(self._dp, br, raw), "FDB statistics")
+        return FdbStats(raw.entries, raw.static_entries, raw.max_entries, raw.aging,
+                        raw.learned, raw.expired, raw.evicted, raw.moved)
