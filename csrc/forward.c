@@ -66,6 +66,9 @@ static void output_port(struct vs_dp *dp, struct vs_pkt *pkt,
             drop(in, VS_DROP_VLAN);
         return;
     }
+    if (op->n_members == 0 && !unicast)
+        return;  /* a port still being set up, or whose device failed to
+                    attach: nothing to flood to, nothing dropped */
     int oi = vs_bond_output_iface(dp, op, pkt);
     if (oi < 0) {
         drop(in, VS_DROP_NO_MEMBER);

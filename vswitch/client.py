@@ -1,0 +1,56 @@
+"""A blocking client of the control socket, for vswitchctl and tests."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from typing import Any
+
+from .errors import VswitchError
+from .protocol import encode
+
+DEFAULT_SOCK = "/run/vswitch/vswitchd.sock"
+
+
+def default_sock() -> str:
+    return os.environ.get("VSWITCH_SOCK") or DEFAULT_SOCK
+
+
+class Client:
+    def __init__(self, path: str | None = None, timeout: float = 60.0) -> None:
+        self.path = path or default_sock()
+        self._ids = itertools.count(1)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(self.path)
+        except OSError as e:
+            self._sock.close()
+            raise VswitchError("ECONNREFUSED", f"cannot connect to {self.path}: "
+                               f"{e.strerror or e} (is vswitchd running?)") from None
+        self._buf = b""
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, **params: Any) -> Any:
+        req_id = next(self._ids)
+        self._sock.sendall(encode({"id": req_id, "method": method, "params": params}))
+        while b"\n" not in self._buf:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise VswitchError("ECONNRESET", "vswitchd closed the connection")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        msg = json.loads(line)
+        if "error" in msg:
+            err = msg["error"]
+            raise VswitchError(err.get("code", "EIO"), err.get("message", "unknown error"))
+        return msg.get("result")

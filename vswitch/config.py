@@ -1,0 +1,395 @@
+"""What the user asked for: bridges, ports and their settings.
+
+Plain dataclasses, built only through the ``parse_*`` functions below, which
+check every value and report a problem as ConfigError with the path of the
+offending key (("bridge", "br0", "port", "h1", "ip")).  The TOML loader
+turns that path into FILE:LINE; the control server into a sentence.  The
+same functions read the JSON database, so a file, a database and an API
+call can never disagree about what is valid.
+
+Configuration is separate from state: nothing here says whether a port is up
+or what the FDB holds (see switch.py).
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+Path = tuple[str, ...]
+
+IFNAME_MAX = 15
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+PORT_TYPES = ("tap", "internal", "system")
+VLAN_MODES = ("access", "trunk", "native-tagged", "native-untagged")
+MAC_AGING_RANGE = (1, 1_000_000)
+MAC_TABLE_SIZE_RANGE = (1, 4_194_304)
+MTU_RANGE = (68, 65535)
+DEFAULT_MAC_AGING = 300
+DEFAULT_MAC_TABLE_SIZE = 8192
+
+
+class ConfigError(Exception):
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+    def where(self) -> str:
+        """Human form of the path: 'bridge br0 port h1: ip'."""
+        parts = list(self.path)
+        words = []
+        while len(parts) >= 2 and parts[0] in ("bridge", "port"):
+            words.append(f"{parts[0]} {parts[1]}")
+            parts = parts[2:]
+        head = " ".join(words)
+        tail = ".".join(parts)
+        return ": ".join(p for p in (head, tail) if p)
+
+    def __str__(self) -> str:
+        w = self.where()
+        return f"{w}: {self.message}" if w else self.message
+
+
+# --- value checks -------------------------------------------------------------
+
+def check_name(value: Any, path: Path, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, f"{what} must be a string")
+    if not value:
+        raise ConfigError(path, f"{what} must not be empty")
+    if len(value) > IFNAME_MAX:
+        raise ConfigError(path, f"{what} {value!r} is longer than {IFNAME_MAX} characters")
+    if not IFNAME_RE.match(value):
+        raise ConfigError(path, f"{what} {value!r} may hold only letters, digits, '_', '.', '-'")
+    return value
+
+
+def check_netns(value: Any, path: Path) -> str:
+    if not isinstance(value, str) or not NETNS_RE.match(value):
+        raise ConfigError(path, f"namespace name {value!r} is not valid "
+                                "(letters, digits, '_', '.', '-', at most 64)")
+    return value
+
+
+def check_int(value: Any, path: Path, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"{what} must be an integer")
+    if not lo <= value <= hi:
+        raise ConfigError(path, f"{what} {value} is out of range {lo}..{hi}")
+    return value
+
+
+def check_mac(value: Any, path: Path) -> str:
+    if not isinstance(value, str) or not MAC_RE.match(value):
+        raise ConfigError(path, f"{value!r} is not a MAC address (like 02:00:00:00:00:01)")
+    mac = value.lower()
+    if int(mac[:2], 16) & 1:
+        raise ConfigError(path, f"{mac} is a group (multicast) address, not a station's")
+    if mac == "00:00:00:00:00:00":
+        raise ConfigError(path, "00:00:00:00:00:00 is not a usable MAC address")
+    return mac
+
+
+def check_cidr(value: Any, path: Path) -> str:
+    if not isinstance(value, str) or "/" not in value:
+        raise ConfigError(path, f"{value!r} is not an address with a prefix length "
+                                "(like 10.0.0.1/24)")
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        raise ConfigError(path, f"{value!r} is not an address with a prefix length "
+                                "(like 10.0.0.1/24)") from None
+    return str(iface)
+
+
+def check_vlan(value: Any, path: Path, what: str = "VLAN") -> int:
+    return check_int(value, path, what, 1, 4094)
+
+
+def parse_trunks(value: Any, path: Path) -> tuple[int, ...]:
+    """Accepts [10, 20], "10,20,30-40" or [] (all VLANs)."""
+    items: list[Any]
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(path, "trunks must be a list of VLANs or a string like '10,20,30-40'")
+    vids: set[int] = set()
+    for item in items:
+        if isinstance(item, str) and "-" in item.strip("-"):
+            lo_s, hi_s = item.split("-", 1)
+            lo = check_trunk_vid(lo_s, path)
+            hi = check_trunk_vid(hi_s, path)
+            if lo > hi:
+                raise ConfigError(path, f"trunk range {item!r} runs backwards")
+            vids.update(range(lo, hi + 1))
+        else:
+            vids.add(check_trunk_vid(item, path))
+    return tuple(sorted(vids))
+
+
+def check_trunk_vid(value: Any, path: Path) -> int:
+    # 0 is allowed in trunks: it stands for untagged frames (Open vSwitch).
+    return check_int(value, path, "trunk VLAN", 0, 4094)
+
+
+def format_trunks(vids: tuple[int, ...]) -> str:
+    out, i = [], 0
+    while i < len(vids):
+        j = i
+        while j + 1 < len(vids) and vids[j + 1] == vids[j] + 1:
+            j += 1
+        out.append(str(vids[i]) if i == j else f"{vids[i]}-{vids[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+# --- the model -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PortConfig:
+    name: str
+    type: str = "tap"
+    netns: str | None = None
+    ifname: str | None = None
+    ip: tuple[str, ...] = ()
+    mac: str | None = None
+    mtu: int | None = None
+    tag: int | None = None
+    trunks: tuple[int, ...] = ()
+    vlan_mode: str | None = None
+
+    @property
+    def effective_vlan_mode(self) -> str:
+        if self.vlan_mode:
+            return self.vlan_mode
+        return "access" if self.tag is not None else "trunk"
+
+    @property
+    def device_name(self) -> str:
+        """The interface name inside its namespace (or the daemon's)."""
+        if self.type == "tap" and self.netns:
+            return self.ifname or "eth0"
+        return self.ifname or self.name
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for key in ("netns", "ifname", "mac", "mtu", "tag", "vlan_mode"):
+            v = getattr(self, key)
+            if v is not None:
+                out[key] = v
+        if self.ip:
+            out["ip"] = list(self.ip)
+        if self.trunks:
+            out["trunks"] = list(self.trunks)
+        return out
+
+
+@dataclass(frozen=True)
+class StaticMac:
+    port: str
+    vlan: int
+    mac: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"port": self.port, "vlan": self.vlan, "mac": self.mac}
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    name: str
+    mac_aging: int = DEFAULT_MAC_AGING
+    mac_table_size: int = DEFAULT_MAC_TABLE_SIZE
+    ports: Mapping[str, PortConfig] = field(default_factory=dict)
+    static_macs: tuple[StaticMac, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mac_aging": self.mac_aging,
+                               "mac_table_size": self.mac_table_size,
+                               "port": {n: p.to_json() for n, p in self.ports.items()}}
+        if self.static_macs:
+            out["fdb"] = [s.to_json() for s in self.static_macs]
+        return out
+
+
+@dataclass(frozen=True)
+class SwitchConfig:
+    bridges: Mapping[str, BridgeConfig] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bridge": {n: b.to_json() for n, b in self.bridges.items()}}
+
+    def find_port(self, name: str) -> tuple[BridgeConfig, PortConfig] | None:
+        for br in self.bridges.values():
+            if name in br.ports:
+                return br, br.ports[name]
+        return None
+
+    def with_bridge(self, br: BridgeConfig) -> "SwitchConfig":
+        bridges = dict(self.bridges)
+        bridges[br.name] = br
+        return replace(self, bridges=bridges)
+
+    def without_bridge(self, name: str) -> "SwitchConfig":
+        bridges = {n: b for n, b in self.bridges.items() if n != name}
+        return replace(self, bridges=bridges)
+
+
+# --- parsing ---------------------------------------------------------------------
+
+PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "tag", "trunks", "vlan_mode")
+BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb")
+
+
+def _table(value: Any, path: Path, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, f"{what} must be a table")
+    return value
+
+
+def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: Path) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(path + (key,), f"unknown key {key!r} "
+                                             f"(expected one of: {', '.join(allowed)})")
+
+
+def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
+    check_name(name, path, "port name")
+    data = _table(data, path, "a port")
+    _unknown_keys(data, PORT_KEYS, path)
+    ptype = data.get("type", "tap")
+    if ptype not in PORT_TYPES:
+        raise ConfigError(path + ("type",), f"type must be one of {', '.join(PORT_TYPES)}, "
+                                            f"not {ptype!r}")
+    netns = data.get("netns")
+    if netns is not None:
+        netns = check_netns(netns, path + ("netns",))
+    ifname = data.get("ifname")
+    if ifname is not None:
+        ifname = check_name(ifname, path + ("ifname",), "interface name")
+    ips_raw = data.get("ip", ())
+    if isinstance(ips_raw, str):
+        ips_raw = (ips_raw,)
+    if not isinstance(ips_raw, (list, tuple)):
+        raise ConfigError(path + ("ip",), "ip must be an address/prefix or a list of them")
+    ips = tuple(check_cidr(v, path + ("ip",)) for v in ips_raw)
+    mac = data.get("mac")
+    if mac is not None:
+        mac = check_mac(mac, path + ("mac",))
+    mtu = data.get("mtu")
+    if mtu is not None:
+        mtu = check_int(mtu, path + ("mtu",), "mtu", *MTU_RANGE)
+
+    if ptype == "system":
+        for key in ("netns", "ifname", "ip", "mac", "mtu"):
+            if key in data:
+                raise ConfigError(path + (key,), f"a system port attaches the existing "
+                                  f"interface {name!r} as it is; {key} is not allowed")
+    if ptype == "internal":
+        for key in ("netns", "ifname"):
+            if key in data:
+                raise ConfigError(path + (key,), f"an internal port stays in the daemon's "
+                                  f"namespace under its own name; {key} is not allowed")
+    if ptype == "tap" and ifname is not None and netns is None and ifname != name:
+        raise ConfigError(path + ("ifname",), "ifname needs netns (without one the TAP "
+                                              "keeps the port's name)")
+
+    tag = data.get("tag")
+    if tag is not None:
+        tag = check_vlan(tag, path + ("tag",), "tag")
+    trunks = parse_trunks(data["trunks"], path + ("trunks",)) if "trunks" in data else ()
+    vlan_mode = data.get("vlan_mode")
+    if vlan_mode is not None and vlan_mode not in VLAN_MODES:
+        raise ConfigError(path + ("vlan_mode",), f"vlan_mode must be one of "
+                          f"{', '.join(VLAN_MODES)}, not {vlan_mode!r}")
+    mode = vlan_mode or ("access" if tag is not None else "trunk")
+    if mode in ("access", "native-tagged", "native-untagged") and tag is None:
+        raise ConfigError(path + ("vlan_mode",), f"vlan_mode {mode} needs a tag")
+    if mode == "trunk" and tag is not None:
+        raise ConfigError(path + ("tag",), "a trunk port has no tag "
+                          "(use vlan_mode=native-tagged or native-untagged)")
+    if mode == "access" and trunks:
+        raise ConfigError(path + ("trunks",), "an access port carries only its tag; "
+                          "trunks is not allowed (use a native vlan_mode)")
+    return PortConfig(name=name, type=ptype, netns=netns, ifname=ifname, ip=ips, mac=mac,
+                      mtu=mtu, tag=tag, trunks=trunks, vlan_mode=vlan_mode)
+
+
+def parse_static_mac(data: Any, path: Path, ports: Mapping[str, PortConfig]) -> StaticMac:
+    data = _table(data, path, "an fdb entry")
+    _unknown_keys(data, ("port", "vlan", "mac"), path)
+    for key in ("port", "mac"):
+        if key not in data:
+            raise ConfigError(path, f"an fdb entry needs {key}")
+    port = data["port"]
+    if port not in ports:
+        raise ConfigError(path + ("port",), f"no port {port!r} on this bridge")
+    vlan = check_int(data.get("vlan", 0), path + ("vlan",), "VLAN", 0, 4094)
+    return StaticMac(port=port, vlan=vlan, mac=check_mac(data["mac"], path + ("mac",)))
+
+
+def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig:
+    check_name(name, path, "bridge name")
+    data = _table(data, path, "a bridge")
+    _unknown_keys(data, BRIDGE_KEYS, path)
+    aging = check_int(data.get("mac_aging", DEFAULT_MAC_AGING), path + ("mac_aging",),
+                      "mac_aging", *MAC_AGING_RANGE)
+    size = check_int(data.get("mac_table_size", DEFAULT_MAC_TABLE_SIZE),
+                     path + ("mac_table_size",), "mac_table_size", *MAC_TABLE_SIZE_RANGE)
+    ports_raw = _table(data.get("port", {}), path + ("port",), "port")
+    ports = {pname: parse_port(pname, pdata, path + ("port", pname))
+             for pname, pdata in ports_raw.items()}
+    fdb_raw = data.get("fdb", [])
+    if not isinstance(fdb_raw, list):
+        raise ConfigError(path + ("fdb",), "fdb must be a list of {port, vlan, mac} tables")
+    statics = tuple(parse_static_mac(e, path + ("fdb", str(i)), ports)
+                    for i, e in enumerate(fdb_raw))
+    seen: set[tuple[int, str]] = set()
+    for i, s in enumerate(statics):
+        if (s.vlan, s.mac) in seen:
+            raise ConfigError(path + ("fdb", str(i)), f"{s.mac} in VLAN {s.vlan} is listed twice")
+        seen.add((s.vlan, s.mac))
+    if len(statics) > size:
+        raise ConfigError(path + ("fdb",), f"{len(statics)} static entries do not fit "
+                                           f"in mac_table_size {size}")
+    return BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
+                        static_macs=statics)
+
+
+def parse_switch(data: Mapping[str, Any]) -> SwitchConfig:
+    data = _table(data, (), "the configuration")
+    _unknown_keys(data, ("bridge",), ())
+    bridges_raw = _table(data.get("bridge", {}), ("bridge",), "bridge")
+    bridges = {name: parse_bridge(name, bdata, ("bridge", name))
+               for name, bdata in bridges_raw.items()}
+    cfg = SwitchConfig(bridges=bridges)
+    check_global(cfg)
+    return cfg
+
+
+def check_global(cfg: SwitchConfig) -> None:
+    """Rules across bridges: names unique, no two ports on one device."""
+    owner: dict[str, str] = {}
+    devices: dict[tuple[str | None, str], str] = {}
+    for br in cfg.bridges.values():
+        for port in br.ports.values():
+            path = ("bridge", br.name, "port", port.name)
+            if port.name in owner:
+                raise ConfigError(path, f"port {port.name!r} is already on bridge "
+                                        f"{owner[port.name]!r}")
+            owner[port.name] = br.name
+            dev = (port.netns if port.type == "tap" else None, port.device_name)
+            if dev in devices:
+                where = f"namespace {dev[0]!r}" if dev[0] else "the daemon's namespace"
+                raise ConfigError(path, f"interface {dev[1]!r} in {where} is already "
+                                        f"used by port {devices[dev]!r}")
+            devices[dev] = port.name

@@ -1,0 +1,257 @@
+"""vswitchctl: the command-line client, in Open vSwitch's vocabulary.
+
+    vswitchctl [--sock PATH] [--json] COMMAND [ARG...] [--OPTION...] [KEY=VALUE...]
+
+Options may come before or after the command, as with ovs-vsctl
+(`vswitchctl --may-exist add-br br0` and `vswitchctl add-br br0 --may-exist`
+are the same).  On failure: a one-line error on stderr and exit status 1;
+`br-exists` exits 2 when the bridge does not exist.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import formatting
+from .client import Client, default_sock
+from .errors import VswitchError
+
+USAGE = """\
+usage: vswitchctl [--sock PATH] [--json] COMMAND [ARGS]
+
+Bridges:
+  add-br BR [--may-exist] [mac_aging=S] [mac_table_size=N]
+  del-br BR [--if-exists]
+  list-br
+  br-exists BR                       exit status 2 if BR does not exist
+  set bridge BR KEY=VALUE...         mac_aging, mac_table_size
+Ports:
+  add-port BR PORT [--may-exist] [type=tap|internal|system] [--netns NS]
+           [--ifname IF] [--ip CIDR]... [--mac MAC] [mtu=N]
+           [tag=VLAN] [trunks=LIST] [vlan_mode=MODE]
+  del-port [BR] PORT [--if-exists]
+  list-ports BR
+Inspecting:
+  show [--json]
+  port/stats [BR] [--json]
+MAC learning:
+  fdb/show BR [--json]
+  fdb/flush [BR]
+  fdb/add BR PORT VLAN MAC           a static entry (kept across restarts)
+  fdb/del BR VLAN MAC
+  fdb/stats-show BR [--json]
+Options:
+  --sock PATH   control socket (default $VSWITCH_SOCK or /run/vswitch/vswitchd.sock)
+  --json        print the daemon's reply as JSON
+"""
+
+# options that take a value, and the commands that accept them
+VALUE_OPTIONS = {"--sock", "--netns", "--ifname", "--ip", "--mac", "--mtu", "--timeout"}
+FLAG_OPTIONS = {"--json", "--may-exist", "--if-exists", "--help", "-h"}
+PORT_OPTIONS = {"--netns": "netns", "--ifname": "ifname", "--mac": "mac", "--mtu": "mtu"}
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Invocation:
+    command: str = ""
+    args: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    flags: set[str] = field(default_factory=set)
+    options: dict[str, str] = field(default_factory=dict)
+    ips: list[str] = field(default_factory=list)
+
+
+def parse_argv(argv: list[str]) -> Invocation:
+    inv = Invocation()
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if tok.startswith("-") and tok != "-":
+            name, eq, value = tok.partition("=")
+            if name in FLAG_OPTIONS:
+                if eq:
+                    raise UsageError(f"option {name} takes no value")
+                inv.flags.add(name)
+                continue
+            if name not in VALUE_OPTIONS:
+                raise UsageError(f"unknown option {name}")
+            if not eq:
+                if i >= len(argv):
+                    raise UsageError(f"option {name} needs a value")
+                value = argv[i]
+                i += 1
+            if name == "--ip":
+                inv.ips.append(value)
+            else:
+                inv.options[name] = value
+            continue
+        if not inv.command:
+            inv.command = tok
+        elif "=" in tok and not tok.startswith("="):
+            key, _, value = tok.partition("=")
+            if key in inv.settings:
+                raise UsageError(f"{key} given twice")
+            inv.settings[key] = value
+        else:
+            inv.args.append(tok)
+    return inv
+
+
+def _nargs(inv: Invocation, lo: int, hi: int | None = None) -> list[str]:
+    hi = lo if hi is None else hi
+    if not lo <= len(inv.args) <= hi:
+        want = str(lo) if lo == hi else f"{lo} to {hi}"
+        raise UsageError(f"{inv.command} takes {want} argument(s), got {len(inv.args)}")
+    return inv.args
+
+
+def _no_settings(inv: Invocation) -> None:
+    if inv.settings:
+        raise UsageError(f"{inv.command} takes no KEY=VALUE settings")
+
+
+def _allow_options(inv: Invocation, allowed: set[str]) -> None:
+    for opt in list(inv.options) + (["--ip"] if inv.ips else []):
+        if opt not in allowed and opt not in ("--sock", "--timeout"):
+            raise UsageError(f"{inv.command} does not take {opt}")
+    for flag in inv.flags:
+        if flag not in allowed and flag not in ("--json", "--help", "-h"):
+            raise UsageError(f"{inv.command} does not take {flag}")
+
+
+def _coerce(settings: dict[str, str]) -> dict[str, Any]:
+    """Numbers stay strings: the daemon checks and converts every value."""
+    return dict(settings)
+
+
+def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
+    c = inv.command
+    if c == "add-br":
+        _allow_options(inv, {"--may-exist"})
+        (br,) = _nargs(inv, 1)
+        return c, {"bridge": br, "may_exist": "--may-exist" in inv.flags,
+                   "settings": _coerce(inv.settings)}
+    if c == "del-br":
+        _allow_options(inv, {"--if-exists"})
+        _no_settings(inv)
+        (br,) = _nargs(inv, 1)
+        return c, {"bridge": br, "if_exists": "--if-exists" in inv.flags}
+    if c in ("list-br",):
+        _allow_options(inv, set())
+        _no_settings(inv)
+        _nargs(inv, 0)
+        return c, {}
+    if c in ("br-exists", "list-ports", "fdb/show", "fdb/stats-show"):
+        _allow_options(inv, set())
+        _no_settings(inv)
+        (br,) = _nargs(inv, 1)
+        return c, {"bridge": br}
+    if c == "add-port":
+        _allow_options(inv, {"--may-exist", "--netns", "--ifname", "--ip", "--mac", "--mtu"})
+        br, port = _nargs(inv, 2)
+        settings = _coerce(inv.settings)
+        for opt, key in PORT_OPTIONS.items():
+            if opt in inv.options:
+                if key in settings:
+                    raise UsageError(f"{key} given twice")
+                settings[key] = inv.options[opt]
+        if inv.ips:
+            if "ip" in settings:
+                raise UsageError("ip given twice")
+            settings["ip"] = inv.ips
+        return c, {"bridge": br, "port": port, "may_exist": "--may-exist" in inv.flags,
+                   "settings": settings}
+    if c == "del-port":
+        _allow_options(inv, {"--if-exists"})
+        _no_settings(inv)
+        args = _nargs(inv, 1, 2)
+        params: dict[str, Any] = {"port": args[-1], "if_exists": "--if-exists" in inv.flags}
+        if len(args) == 2:
+            params["bridge"] = args[0]
+        return c, params
+    if c in ("show",):
+        _allow_options(inv, set())
+        _no_settings(inv)
+        _nargs(inv, 0)
+        return c, {}
+    if c in ("fdb/flush", "port/stats"):
+        _allow_options(inv, set())
+        _no_settings(inv)
+        args = _nargs(inv, 0, 1)
+        return c, ({"bridge": args[0]} if args else {})
+    if c == "fdb/add":
+        _allow_options(inv, set())
+        _no_settings(inv)
+        br, port, vlan, mac = _nargs(inv, 4)
+        return c, {"bridge": br, "port": port, "vlan": vlan, "mac": mac}
+    if c == "fdb/del":
+        _allow_options(inv, set())
+        _no_settings(inv)
+        br, vlan, mac = _nargs(inv, 3)
+        return c, {"bridge": br, "vlan": vlan, "mac": mac}
+    if c == "set":
+        _allow_options(inv, set())
+        table, record = _nargs(inv, 2)
+        if not inv.settings:
+            raise UsageError("set needs at least one KEY=VALUE")
+        return c, {"table": table, "record": record, "settings": _coerce(inv.settings)}
+    if c == "version":
+        return c, {}
+    if not c:
+        raise UsageError("missing command")
+    raise UsageError(f"unknown command {c!r}")
+
+
+PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
+    "show": formatting.show,
+    "fdb/show": formatting.fdb_show,
+    "fdb/stats-show": formatting.fdb_stats,
+    "port/stats": formatting.port_stats,
+    "list-br": formatting.lines,
+    "list-ports": formatting.lines,
+    "fdb/flush": formatting.flushed,
+    "version": lambda r, p: str(r),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        inv = parse_argv(argv)
+        if "--help" in inv.flags or "-h" in inv.flags:
+            sys.stdout.write(USAGE)
+            return 0
+        method, params = build_request(inv)
+    except UsageError as e:
+        print(f"vswitchctl: {e} (see vswitchctl --help)", file=sys.stderr)
+        return 1
+    timeout = float(inv.options.get("--timeout", "60"))
+    try:
+        with Client(inv.options.get("--sock") or default_sock(), timeout=timeout) as client:
+            result = client.call(method, **params)
+    except VswitchError as e:
+        print(f"vswitchctl: {e.message}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"vswitchctl: {e}", file=sys.stderr)
+        return 1
+    if method == "br-exists":
+        return 0 if result else 2
+    if "--json" in inv.flags:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    elif method in PRINTERS:
+        text = PRINTERS[method](result, params)
+        if text:
+            print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""vswitchd: the switch daemon.
+
+Start-up order, and why:
+  1. read and validate the configuration (file or database) while still
+     attached to the terminal, so `FILE:LINE: what is wrong` reaches the
+     user and nothing has been touched;
+  2. take an exclusive lock next to the socket: a second daemon on the same
+     socket refuses to start, while a stale socket or pidfile left by a
+     crash (nobody holds the lock) is simply replaced;
+  3. detach if asked (the parent waits until the switch is ready, so
+     `vswitchd --detach && ip netns exec h1 ping ...` works);
+  4. start the engine, build every bridge and port, open the control
+     socket, write the pidfile, report ready.
+SIGTERM and SIGINT stop cleanly: the socket closes, every TAP goes with its
+fd, and the namespaces the switch created are removed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .client import default_sock
+from .config import SwitchConfig
+from .config_file import ConfigFileError, load_config_file
+from .datapath import Datapath
+from .errors import VswitchError
+from .netns import NamespaceRegistry
+from .server import ControlServer
+from .store import write_atomic
+from .switch import Switch
+
+log = logging.getLogger("vswitchd")
+DEFAULT_DB = "/var/lib/vswitch/conf.json"
+DEFAULT_LOG_FILE = "/var/log/vswitch/vswitchd.log"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="vswitchd", description="vswitch daemon")
+    ap.add_argument("--config", metavar="FILE",
+                    help="TOML file that replaces the stored configuration at start")
+    ap.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                    help=f"configuration database (default {DEFAULT_DB})")
+    ap.add_argument("--sock", default=None, metavar="PATH",
+                    help="control socket (default $VSWITCH_SOCK or /run/vswitch/vswitchd.sock)")
+    ap.add_argument("--detach", action="store_true", help="run in the background")
+    ap.add_argument("--pidfile", metavar="PATH", help="write the daemon's pid here")
+    ap.add_argument("--log-level", default="info",
+                    choices=["debug", "info", "warning", "error"])
+    ap.add_argument("--log-file", metavar="PATH",
+                    help=f"log here (default: stderr, or {DEFAULT_LOG_FILE} with --detach)")
+    ap.add_argument("--version", action="version", version=f"vswitchd {__version__}")
+    return ap.parse_args(argv)
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    handler: logging.Handler
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+
+
+def take_lock(sock: Path) -> int:
+    """Exclusive lock held for the daemon's life; exits if another holds it."""
+    sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(f"{sock}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise VswitchError("EBUSY", f"another vswitchd is already running on {sock}") from None
+    return fd
+
+
+def daemonize() -> Callable[[str | None], None]:
+    """Fork into the background.  Returns report(error) for the daemon to call
+    once: None when ready, else a message; the original process prints the
+    message and exits with the matching status."""
+    rfd, wfd = os.pipe()
+    if os.fork() > 0:
+        os.close(wfd)
+        msg = b""
+        while chunk := os.read(rfd, 4096):
+            msg += chunk
+        if msg == b"ok":
+            os._exit(0)
+        sys.stderr.write(msg.decode() or "vswitchd: daemon exited during start-up\n")
+        os._exit(1)
+    os.close(rfd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.chdir("/")
+
+    def report(error: str | None) -> None:
+        os.write(wfd, b"ok" if error is None else f"vswitchd: {error}\n".encode())
+        os.close(wfd)
+    return report
+
+
+def load_startup_config(args: argparse.Namespace, db: Path) -> SwitchConfig:
+    if args.config:
+        return load_config_file(args.config)
+    return Switch.read_db(db) or SwitchConfig()
+
+
+async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
+                report: Callable[[str | None], None]) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    dp = Datapath()
+    namespaces = NamespaceRegistry(db.with_name(db.stem + ".netns.json"))
+    sw = Switch(dp, db, namespaces)
+    server = ControlServer(sw, sock)
+    try:
+        dp.start()
+        sw.start(cfg)
+        await server.start()
+        loop.add_reader(dp.notify_fd(), _drain_notify, dp.notify_fd())
+        if pidfile:
+            write_atomic(pidfile, f"{os.getpid()}\n".encode())
+    except BaseException as e:
+        sw.stop()
+        await server.close()
+        report(e.message if isinstance(e, VswitchError) else str(e))
+        raise
+    log.info("vswitchd %s ready on %s (pid %d)", __version__, sock, os.getpid())
+    report(None)
+    await stop.wait()
+    log.info("stopping")
+    await server.close()
+    sw.stop()
+    if pidfile:
+        pidfile.unlink(missing_ok=True)
+    log.info("stopped")
+
+
+def _drain_notify(fd: int) -> None:
+    try:
+        os.read(fd, 8)
+    except BlockingIOError:
+        return
+    log.warning("an interface failed (device gone); see `vswitchctl show`")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    db = Path(args.db)
+    sock = Path(args.sock or default_sock())
+    pidfile = Path(args.pidfile) if args.pidfile else None
+    try:
+        cfg = load_startup_config(args, db)
+    except ConfigFileError as e:
+        print(f"vswitchd: {e}", file=sys.stderr)
+        return 1
+    except VswitchError as e:
+        print(f"vswitchd: {e.message}", file=sys.stderr)
+        return 1
+    try:
+        lock_fd = take_lock(sock)
+    except VswitchError as e:
+        print(f"vswitchd: {e.message}", file=sys.stderr)
+        return 1
+
+    def report(error: str | None) -> None:
+        if error:
+            print(f"vswitchd: {error}", file=sys.stderr)
+
+    if args.detach:
+        report = daemonize()
+    setup_logging(args.log_level, args.log_file or (DEFAULT_LOG_FILE if args.detach else None))
+    try:
+        import uvloop
+        uvloop.run(serve(cfg, db, sock, pidfile, report))
+    except VswitchError:
+        return 1
+    except Exception:
+        log.exception("vswitchd failed")
+        return 1
+    finally:
+        os.close(lock_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Text forms of replies, for people (`--json` gives the data itself)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .config import format_trunks
+
+
+def lines(result: list[str], params: dict[str, Any]) -> str:
+    return "\n".join(result)
+
+
+def flushed(result: int, params: dict[str, Any]) -> str:
+    return f"table successfully flushed ({result} learned entries removed)"
+
+
+def _port_details(p: dict[str, Any]) -> list[str]:
+    out = [f"type: {p['type']}"]
+    if p.get("netns"):
+        out.append(f"netns: {p['netns']}")
+    if p.get("device"):
+        out.append(f"interface: {p['device']}")
+    if p.get("ip"):
+        out.append("ip: " + ", ".join(p["ip"]))
+    if p.get("device_mac"):
+        out.append(f"mac: {p['device_mac']}")
+    if p.get("device_mtu"):
+        out.append(f"mtu: {p['device_mtu']}")
+    return out
+
+
+def _vlan(p: dict[str, Any]) -> str | None:
+    mode = p.get("vlan_mode", "trunk")
+    trunks = format_trunks(tuple(p.get("trunks", ())))
+    if mode == "trunk":
+        return f"vlan_mode: trunk, trunks: {trunks}" if trunks else None
+    text = f"vlan_mode: {mode}, tag: {p.get('tag')}"
+    return text + (f", trunks: {trunks}" if trunks else "")
+
+
+def show(result: dict[str, Any], params: dict[str, Any]) -> str:
+    out = []
+    for br in result["bridges"]:
+        out.append(f"Bridge {br['name']}")
+        out.append(f"    mac_aging: {br['mac_aging']}, mac_table_size: {br['mac_table_size']}")
+        for p in br["ports"]:
+            state = p["state"] + (f" ({p['error']})" if p.get("error") else "")
+            out.append(f"    Port {p['name']}: {state}")
+            out.append("        " + ", ".join(_port_details(p)))
+            vlan = _vlan(p)
+            if vlan:
+                out.append("        " + vlan)
+    return "\n".join(out) if out else "(no bridges)"
+
+
+def fdb_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    width = max([4] + [len(r["port"]) for r in result])
+    out = [f"{'port':>{width}}  VLAN  MAC                Age"]
+    for r in result:
+        age = "static" if r["static"] else str(r["age"])
+        out.append(f"{r['port']:>{width}}  {r['vlan']:4d}  {r['mac']}  {age:>6}")
+    return "\n".join(out)
+
+
+def fdb_stats(result: dict[str, int], params: dict[str, Any]) -> str:
+    return "\n".join([
+        f"Statistics for bridge \"{params['bridge']}\":",
+        f"  Current/maximum MAC entries in the table: {result['entries']}/{result['max_entries']}",
+        f"  Current static MAC entries in the table : {result['static_entries']}",
+        f"  Total number of learned MAC entries     : {result['learned']}",
+        f"  Total number of expired MAC entries     : {result['expired']}",
+        f"  Total number of evicted MAC entries     : {result['evicted']}",
+        f"  Total number of port moved MAC entries  : {result['moved']}",
+        f"  MAC aging time (seconds)                : {result['mac_aging']}",
+    ])
+
+
+def port_stats(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    out = []
+    for r in result:
+        drops = {k: v for k, v in r["drops"].items() if v}
+        out.append(f"{r['bridge']} port {r['port']}:")
+        out.append(f"    rx pkts={r['rx_packets']}, bytes={r['rx_bytes']}")
+        out.append(f"    tx pkts={r['tx_packets']}, bytes={r['tx_bytes']}")
+        dropped = ", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"
+        out.append(f"    drops: {dropped}")
+    return "\n".join(out)

@@ -1,0 +1,134 @@
+"""Netlink work on links and addresses, through pyroute2.
+
+Every function takes the namespace to act in (None: the daemon's own) and
+raises VswitchError carrying the kernel's errno.  Nothing here runs `ip`.
+
+pyroute2 (0.9) drives its sockets with an asyncio loop of its own, which
+cannot run inside the daemon's running loop.  So every call here is made on
+one dedicated thread (`netlink_call`) and waited for: the control plane
+stays synchronous and serial, as the server expects, and pyroute2 gets a
+thread with no loop running.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .errors import VswitchError
+
+T = TypeVar("T")
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+_local = threading.local()
+
+
+def netlink_call(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run fn on the netlink thread (directly when already there)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        if getattr(_local, "on_netlink_thread", False):
+            return fn(*args, **kwargs)
+        return _executor.submit(_on_thread, fn, args, kwargs).result()
+    return wrapper
+
+
+def _on_thread(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    _local.on_netlink_thread = True
+    return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _ipr(netns: str | None, what: str) -> Iterator[IPRoute]:
+    try:
+        ipr = IPRoute(netns=netns) if netns else IPRoute()
+    except (OSError, NetlinkError) as e:
+        code = getattr(e, "code", None) or getattr(e, "errno", None) or 5
+        raise VswitchError.from_errno(code, f"{what}: open netlink in {netns or 'daemon'} "
+                                            "namespace") from None
+    try:
+        yield ipr
+    except NetlinkError as e:
+        raise VswitchError.from_errno(e.code, what) from None
+    finally:
+        ipr.close()
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    mtu: int
+    mac: str
+    up: bool
+    carrier: bool
+
+
+def _info(msg) -> LinkInfo:
+    return LinkInfo(index=msg["index"], name=msg.get("ifname"), mtu=msg.get("mtu") or 1500,
+                    mac=msg.get("address") or "", up=bool(msg["flags"] & 1),
+                    carrier=bool(msg.get("carrier")))
+
+
+@netlink_call
+def get_link(name: str, netns: str | None = None) -> LinkInfo | None:
+    with _ipr(netns, f"look up {name}") as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        return _info(ipr.get_links(idx[0])[0])
+
+
+@netlink_call
+def move_to_netns(name: str, netns: str) -> None:
+    with _ipr(None, f"move {name} to namespace {netns}") as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise VswitchError("ENODEV", f"no interface {name}")
+        ipr.link("set", index=idx[0], net_ns_fd=netns)
+
+
+@netlink_call
+def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
+                   mac: str | None = None, mtu: int | None = None,
+                   ips: tuple[str, ...] = (), up: bool = True) -> LinkInfo:
+    """Rename, address and bring up an interface; returns its final state."""
+    with _ipr(netns, f"configure {name}") as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise VswitchError("ENODEV", f"no interface {name}")
+        index = idx[0]
+        changes: dict = {}
+        if new_name and new_name != name:
+            changes["ifname"] = new_name
+        if mac:
+            changes["address"] = mac
+        if mtu:
+            changes["mtu"] = mtu
+        if changes:
+            ipr.link("set", index=index, **changes)
+        for cidr in ips:
+            addr, _, plen = cidr.partition("/")
+            ipr.addr("add", index=index, address=addr, prefixlen=int(plen))
+        if up:
+            ipr.link("set", index=index, state="up")
+        return _info(ipr.get_links(index)[0])
+
+
+@netlink_call
+def set_up(name: str, netns: str | None = None) -> None:
+    with _ipr(netns, f"bring up {name}") as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise VswitchError("ENODEV", f"no interface {name}")
+        ipr.link("set", index=idx[0], state="up")
+
+
+@netlink_call
+def set_loopback_up(netns: str) -> None:
+    set_up("lo", netns)

@@ -1,0 +1,109 @@
+"""Turning a port's configuration into a device and a file descriptor.
+
+tap       a TAP created in the daemon's namespace under a temporary name,
+          moved into --netns (created on demand), renamed to --ifname
+          (eth0), addressed and brought up there.  Without --netns it
+          stays in the daemon's namespace under the port's name.
+internal  a TAP left in the daemon's namespace under the port's name (a
+          gateway address for the namespaces, like docker0's).
+system    an existing interface in the daemon's namespace, attached over
+          AF_PACKET.
+
+create() either returns a ready Attachment or raises having undone
+everything it did: the TAP goes with its fd, and a namespace it created
+is removed again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+
+from . import links
+from .afpacket import open_packet_socket
+from .config import PortConfig
+from .datapath import IFACE_FD, IFACE_PACKET, VNET_HDR
+from .errors import VswitchError
+from .netns import NamespaceRegistry, netns_exists
+from .tap import open_tap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    fd: int
+    kind: int
+    flags: int
+    mtu: int
+    device: str           # interface name where it lives
+    netns: str | None     # None: the daemon's namespace
+    mac: str
+
+
+def _temp_tap_name() -> str:
+    return "vst" + secrets.token_hex(4)
+
+
+class PortFactory:
+    def __init__(self, namespaces: NamespaceRegistry) -> None:
+        self.namespaces = namespaces
+
+    def create(self, cfg: PortConfig) -> Attachment:
+        if cfg.type == "system":
+            return self._system(cfg)
+        if cfg.type == "tap" and cfg.netns:
+            return self._tap_in_netns(cfg)
+        return self._local_tap(cfg)
+
+    # --- tap / internal -------------------------------------------------------
+    def _tap_in_netns(self, cfg: PortConfig) -> Attachment:
+        assert cfg.netns
+        ifname = cfg.device_name
+        if netns_exists(cfg.netns) and links.get_link(ifname, cfg.netns):
+            raise VswitchError("EEXIST", f"namespace {cfg.netns} already has an "
+                                         f"interface {ifname}")
+        created = self.namespaces.ensure(cfg.netns)
+        fd = -1
+        try:
+            tmp = _temp_tap_name()
+            fd = open_tap(tmp)
+            links.move_to_netns(tmp, cfg.netns)
+            info = links.configure_link(tmp, cfg.netns, new_name=ifname, mac=cfg.mac,
+                                        mtu=cfg.mtu, ips=cfg.ip)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            if created:
+                self.namespaces.release(cfg.netns)
+            raise
+        return Attachment(fd, IFACE_FD, VNET_HDR, info.mtu, ifname, cfg.netns, info.mac)
+
+    def _local_tap(self, cfg: PortConfig) -> Attachment:
+        name = cfg.device_name
+        # TUNSETIFF on the name of an existing persistent TAP would quietly
+        # attach to it: refuse any existing device instead.
+        if links.get_link(name):
+            raise VswitchError("EEXIST", f"an interface named {name} already exists in "
+                                         "the daemon's namespace")
+        fd = open_tap(name)
+        try:
+            info = links.configure_link(name, None, mac=cfg.mac, mtu=cfg.mtu, ips=cfg.ip)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Attachment(fd, IFACE_FD, VNET_HDR, info.mtu, name, None, info.mac)
+
+    # --- system -----------------------------------------------------------------
+    def _system(self, cfg: PortConfig) -> Attachment:
+        info = links.get_link(cfg.name)
+        if info is None:
+            raise VswitchError("ENODEV", f"no interface {cfg.name} in the daemon's namespace")
+        fd = open_packet_socket(cfg.name, info.index)
+        try:
+            links.set_up(cfg.name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Attachment(fd, IFACE_PACKET, VNET_HDR, info.mtu, cfg.name, None, info.mac)

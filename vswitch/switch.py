@@ -1,0 +1,390 @@
+"""The switch: configuration applied to the engine and the kernel.
+
+Every change is a transaction with the same three steps:
+  1. build the new configuration and validate it as a whole,
+  2. apply it (devices, engine), undoing what was done if a step fails,
+  3. persist it atomically; if that fails too, undo the change.
+Only then is the caller answered.  So a request either happens completely,
+on disk included, or changes nothing.
+
+Configuration (SwitchConfig) is what the user asked for; the runtime maps
+(BridgeRuntime, PortRuntime) hold the engine ids and what was observed
+(a port that could not be attached keeps its configuration and shows why).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
+                     check_global, check_int, check_mac, parse_bridge, parse_port,
+                     MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
+from .datapath import Datapath, IfaceStats
+from .errors import VswitchError, exists, invalid, not_found
+from .netns import NamespaceRegistry
+from .ports import Attachment, PortFactory
+from .store import read_json, write_json
+
+log = logging.getLogger(__name__)
+DB_VERSION = 1
+
+
+@dataclass
+class PortRuntime:
+    cfg: PortConfig
+    port_id: int
+    ifaces: list[int] = field(default_factory=list)
+    attachment: Attachment | None = None
+    error: str | None = None
+
+
+@dataclass
+class BridgeRuntime:
+    br_id: int
+    ports: dict[str, PortRuntime] = field(default_factory=dict)
+
+
+def _cfg_error(e: ConfigError) -> VswitchError:
+    return invalid(str(e))
+
+
+class Switch:
+    def __init__(self, dp: Datapath, db_path: Path, namespaces: NamespaceRegistry) -> None:
+        self.dp = dp
+        self.db_path = db_path
+        self.namespaces = namespaces
+        self.factory = PortFactory(namespaces)
+        self.config = SwitchConfig()
+        self.bridges: dict[str, BridgeRuntime] = {}
+
+    # --- persistence ---------------------------------------------------------
+    @staticmethod
+    def read_db(db_path: Path) -> SwitchConfig | None:
+        """The stored configuration, None if there is none yet."""
+        data = read_json(db_path)
+        if data is None:
+            return None
+        if not isinstance(data, dict) or data.get("version") != DB_VERSION:
+            raise VswitchError("EINVAL", f"{db_path}: not a vswitch database of version "
+                                         f"{DB_VERSION}")
+        try:
+            from .config import parse_switch
+            return parse_switch(data.get("config", {}))
+        except ConfigError as e:
+            raise VswitchError("EINVAL", f"{db_path}: {e}") from None
+
+    def _persist(self, cfg: SwitchConfig) -> None:
+        try:
+            write_json(self.db_path, {"version": DB_VERSION, "config": cfg.to_json()})
+        except OSError as e:
+            raise VswitchError.from_errno(e.errno or 5, f"write {self.db_path}") from None
+        self.config = cfg
+
+    def _commit(self, cfg: SwitchConfig, undo: Callable[[], None]) -> None:
+        try:
+            self._persist(cfg)
+        except BaseException:
+            undo()
+            raise
+
+    # --- start and stop ------------------------------------------------------------
+    def start(self, cfg: SwitchConfig) -> None:
+        """Bring up a whole configuration (daemon start).  A port that cannot
+        be attached keeps its configuration and reports the error."""
+        self._persist(cfg)
+        for br in cfg.bridges.values():
+            rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging))
+            self.bridges[br.name] = rt
+            for port in br.ports.values():
+                prt = self._make_port(rt, port)
+                try:
+                    self._attach(prt)
+                except VswitchError as e:
+                    prt.error = e.message
+                    log.warning("port %s: %s", port.name, e.message)
+                rt.ports[port.name] = prt
+            for s in br.static_macs:
+                self._apply_static(br.name, s)
+        self.namespaces.release_all_except(self._netns_in_use(cfg))
+
+    def stop(self) -> None:
+        """Close every device and remove the namespaces we created."""
+        self.dp.close()
+        self.bridges.clear()
+        self.namespaces.release_all_except(set())
+
+    @staticmethod
+    def _netns_in_use(cfg: SwitchConfig) -> set[str]:
+        return {p.netns for b in cfg.bridges.values() for p in b.ports.values()
+                if p.type == "tap" and p.netns}
+
+    # --- bridges --------------------------------------------------------------------
+    def add_bridge(self, name: str, settings: dict[str, Any], may_exist: bool) -> None:
+        try:
+            new = parse_bridge(name, settings, ("bridge", name))
+        except ConfigError as e:
+            raise _cfg_error(e) from None
+        if name in self.config.bridges:
+            if may_exist:
+                return
+            raise exists(f"bridge {name} already exists")
+        br_id = self.dp.add_bridge(new.mac_table_size, new.mac_aging)
+        self.bridges[name] = BridgeRuntime(br_id)
+
+        def undo() -> None:
+            self.dp.del_bridge(br_id)
+            del self.bridges[name]
+        self._commit(self.config.with_bridge(new), undo)
+
+    def del_bridge(self, name: str, if_exists: bool) -> None:
+        if name not in self.config.bridges:
+            if if_exists:
+                return
+            raise not_found(f"no bridge named {name}")
+        new = self.config.without_bridge(name)
+        self._persist(new)  # first: a failure here leaves everything running
+        rt = self.bridges.pop(name)
+        self.dp.del_bridge(rt.br_id)
+        self.namespaces.release_all_except(self._netns_in_use(new))
+
+    def set_bridge(self, name: str, settings: dict[str, Any]) -> None:
+        br = self._bridge_cfg(name)
+        if not settings:
+            raise invalid("nothing to set")
+        new = br
+        for key, value in settings.items():
+            path = ("bridge", name, key)
+            try:
+                if key == "mac_aging":
+                    new = replace(new, mac_aging=check_int(value, path, key, *MAC_AGING_RANGE))
+                elif key == "mac_table_size":
+                    size = check_int(value, path, key, *MAC_TABLE_SIZE_RANGE)
+                    if size < len(new.static_macs):
+                        raise ConfigError(path, f"{len(new.static_macs)} static entries "
+                                                f"do not fit in {size}")
+                    new = replace(new, mac_table_size=size)
+                else:
+                    raise ConfigError(path, f"unknown bridge setting {key!r} "
+                                            "(mac_aging, mac_table_size)")
+            except ConfigError as e:
+                raise _cfg_error(e) from None
+        rt = self.bridges[name]
+        self.dp.set_mac_aging(rt.br_id, new.mac_aging)
+        try:
+            self.dp.set_mac_table_size(rt.br_id, new.mac_table_size)
+        except VswitchError:
+            self.dp.set_mac_aging(rt.br_id, br.mac_aging)
+            raise
+
+        def undo() -> None:
+            self.dp.set_mac_aging(rt.br_id, br.mac_aging)
+            self.dp.set_mac_table_size(rt.br_id, br.mac_table_size)
+        self._commit(self.config.with_bridge(new), undo)
+
+    def _bridge_cfg(self, name: str) -> BridgeConfig:
+        try:
+            return self.config.bridges[name]
+        except KeyError:
+            raise not_found(f"no bridge named {name}") from None
+
+    # --- ports ------------------------------------------------------------------------
+    def _make_port(self, rt: BridgeRuntime, cfg: PortConfig) -> PortRuntime:
+        port_id = self.dp.add_port(rt.br_id)
+        prt = PortRuntime(cfg, port_id)
+        try:
+            self.dp.set_vlan(port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
+        except BaseException:
+            self.dp.del_port(port_id)
+            raise
+        return prt
+
+    def _attach(self, prt: PortRuntime) -> None:
+        att = self.factory.create(prt.cfg)
+        iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
+        prt.ifaces = [iface]
+        prt.attachment = att
+        prt.error = None
+
+    def add_port(self, bridge: str, name: str, settings: dict[str, Any],
+                 may_exist: bool) -> None:
+        br = self._bridge_cfg(bridge)
+        try:
+            cfg = parse_port(name, settings, ("bridge", bridge, "port", name))
+        except ConfigError as e:
+            raise _cfg_error(e) from None
+        found = self.config.find_port(name)
+        if found:
+            other_br, existing = found
+            if other_br.name != bridge:
+                raise exists(f"port {name} already exists on bridge {other_br.name}")
+            if not may_exist:
+                raise exists(f"port {name} already exists on bridge {bridge}")
+            if existing != cfg and settings:
+                raise exists(f"port {name} already exists on bridge {bridge} with other "
+                             "settings (del-port it first, or use set port)")
+            return
+        new_br = replace(br, ports={**br.ports, name: cfg})
+        new_cfg = self.config.with_bridge(new_br)
+        try:
+            check_global(new_cfg)
+        except ConfigError as e:
+            raise _cfg_error(e) from None
+        rt = self.bridges[bridge]
+        prt = self._make_port(rt, cfg)
+        try:
+            self._attach(prt)
+        except BaseException:
+            self.dp.del_port(prt.port_id)
+            raise
+        rt.ports[name] = prt
+
+        def undo() -> None:
+            del rt.ports[name]
+            self.dp.del_port(prt.port_id)
+            self._release_netns(cfg, self.config)
+        self._commit(new_cfg, undo)
+
+    def del_port(self, bridge: str | None, name: str, if_exists: bool) -> None:
+        found = self.config.find_port(name)
+        if bridge is not None:
+            self._bridge_cfg(bridge)
+        if not found or (bridge is not None and found[0].name != bridge):
+            if if_exists:
+                return
+            where = f" on bridge {bridge}" if bridge else ""
+            raise not_found(f"no port named {name}{where}")
+        br, cfg = found
+        statics = tuple(s for s in br.static_macs if s.port != name)
+        new_br = replace(br, ports={n: p for n, p in br.ports.items() if n != name},
+                         static_macs=statics)
+        new_cfg = self.config.with_bridge(new_br)
+        self._persist(new_cfg)
+        rt = self.bridges[br.name]
+        prt = rt.ports.pop(name)
+        self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
+        self._release_netns(cfg, new_cfg)
+
+    def _release_netns(self, cfg: PortConfig, remaining: SwitchConfig) -> None:
+        if cfg.type == "tap" and cfg.netns and cfg.netns not in self._netns_in_use(remaining):
+            self.namespaces.release(cfg.netns)
+
+    def list_ports(self, bridge: str) -> list[str]:
+        return sorted(self._bridge_cfg(bridge).ports)
+
+    # --- FDB ---------------------------------------------------------------------------
+    def _apply_static(self, bridge: str, s: StaticMac) -> None:
+        rt = self.bridges[bridge]
+        self.dp.fdb_add_static(rt.br_id, rt.ports[s.port].port_id, s.vlan, s.mac)
+
+    def fdb_add(self, bridge: str, port: str, vlan: Any, mac: Any) -> None:
+        br = self._bridge_cfg(bridge)
+        if port not in br.ports:
+            raise not_found(f"no port named {port} on bridge {bridge}")
+        try:
+            v = check_int(vlan, ("vlan",), "VLAN", 0, 4094)
+            m = check_mac(mac, ("mac",))
+        except ConfigError as e:
+            raise invalid(e.message) from None
+        s = StaticMac(port, v, m)
+        statics = tuple(x for x in br.static_macs if (x.vlan, x.mac) != (v, m)) + (s,)
+        if len(statics) > br.mac_table_size:
+            raise VswitchError("ENOSPC", f"mac_table_size {br.mac_table_size} is full of "
+                                         "static entries")
+        rt = self.bridges[bridge]
+        previous = next((x for x in br.static_macs if (x.vlan, x.mac) == (v, m)), None)
+        self._apply_static(bridge, s)
+
+        def undo() -> None:
+            if previous:
+                self._apply_static(bridge, previous)
+            else:
+                self.dp.fdb_del(rt.br_id, v, m)
+        self._commit(self.config.with_bridge(replace(br, static_macs=statics)), undo)
+
+    def fdb_del(self, bridge: str, vlan: Any, mac: Any) -> None:
+        br = self._bridge_cfg(bridge)
+        try:
+            v = check_int(vlan, ("vlan",), "VLAN", 0, 4094)
+            m = check_mac(mac, ("mac",))
+        except ConfigError as e:
+            raise invalid(e.message) from None
+        rt = self.bridges[bridge]
+        statics = tuple(x for x in br.static_macs if (x.vlan, x.mac) != (v, m))
+        if len(statics) != len(br.static_macs):
+            self._persist(self.config.with_bridge(replace(br, static_macs=statics)))
+        try:
+            self.dp.fdb_del(rt.br_id, v, m)
+        except VswitchError as e:
+            if e.code == "ENOENT" and len(statics) != len(br.static_macs):
+                return
+            if e.code == "ENOENT":
+                raise not_found(f"no FDB entry for {m} in VLAN {v} on {bridge}") from None
+            raise
+
+    def fdb_flush(self, bridge: str | None) -> int:
+        names = [bridge] if bridge else list(self.bridges)
+        for n in names:
+            self._bridge_cfg(n)
+        return sum(self.dp.fdb_flush(self.bridges[n].br_id) for n in names)
+
+    def fdb_show(self, bridge: str) -> list[dict[str, Any]]:
+        self._bridge_cfg(bridge)
+        rt = self.bridges[bridge]
+        names = {p.port_id: n for n, p in rt.ports.items()}
+        rows = [{"port": names.get(e.port, str(e.port)), "vlan": e.vlan, "mac": e.mac,
+                 "age": None if e.is_static else e.age, "static": e.is_static}
+                for e in self.dp.fdb_dump(rt.br_id)]
+        rows.sort(key=lambda r: (r["port"], r["vlan"], r["mac"]))
+        return rows
+
+    def fdb_stats(self, bridge: str) -> dict[str, int]:
+        self._bridge_cfg(bridge)
+        s = self.dp.fdb_stats(self.bridges[bridge].br_id)
+        return {"entries": s.entries, "static_entries": s.static_entries,
+                "max_entries": s.max_entries, "mac_aging": s.aging, "learned": s.learned,
+                "expired": s.expired, "evicted": s.evicted, "moved": s.moved}
+
+    # --- state ------------------------------------------------------------------------------
+    def port_state(self, prt: PortRuntime) -> tuple[str, str | None]:
+        if prt.error:
+            return "down", prt.error
+        if not prt.ifaces:
+            return "down", "not attached"
+        if any(self.dp.iface_failed(i) for i in prt.ifaces):
+            return "down", "device gone (its namespace or interface was deleted)"
+        return "up", None
+
+    def port_stats(self, bridge: str | None) -> list[dict[str, Any]]:
+        names = [bridge] if bridge else sorted(self.bridges)
+        rows = []
+        for n in names:
+            self._bridge_cfg(n)
+            for pname, prt in sorted(self.bridges[n].ports.items()):
+                total = IfaceStats()
+                for i in prt.ifaces:
+                    total += self.dp.iface_stats(i)
+                rows.append({"bridge": n, "port": pname, **total.to_json()})
+        return rows
+
+    def show(self) -> dict[str, Any]:
+        out = []
+        for bname, br in sorted(self.config.bridges.items()):
+            rt = self.bridges[bname]
+            ports = []
+            for pname, pcfg in sorted(br.ports.items()):
+                prt = rt.ports[pname]
+                state, why = self.port_state(prt)
+                entry = {"name": pname, **pcfg.to_json(), "vlan_mode": pcfg.effective_vlan_mode,
+                         "state": state}
+                if why:
+                    entry["error"] = why
+                if prt.attachment:
+                    entry["device"] = prt.attachment.device
+                    entry["device_mac"] = prt.attachment.mac
+                    entry["device_mtu"] = prt.attachment.mtu
+                ports.append(entry)
+            out.append({"name": bname, "mac_aging": br.mac_aging,
+                        "mac_table_size": br.mac_table_size, "ports": ports})
+        return {"bridges": out}
