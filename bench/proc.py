@@ -140,7 +140,7 @@ class Spawned:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.running():
             os.kill(self.pid, sig)
 

@@ -180,3 +180,18 @@ class Topology:
         """Refresh the switch's learned entries for both hosts."""
         poke(self.ns_a, IP_B)
         poke(self.ns_b, IP_A)
+
+
+def listening(ns: str, proto: str, port: int) -> bool:
+    """A socket in ``ns`` bound to ``port`` (TCP in LISTEN, or any UDP)."""
+    table = run(["cat", f"/proc/net/{proto}"], ns=ns).stdout.splitlines()[1:]
+    for line in table:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        if int(local.rsplit(":", 1)[1], 16) == port and (proto == "udp" or state == "0A"):
+            return True
+    return False
+
+
+def wait_listen(ns: str, proto: str, port: int, timeout: float = 10.0) -> None:
+    wait_until(lambda: listening(ns, proto, port), timeout, f"{proto} port {port} in {ns}", 0.05)

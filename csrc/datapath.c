@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -172,7 +173,14 @@ int vs_dp_start(vs_dp *dp)
     if (dp->running)
         return -EALREADY;
     dp->stop = false;
+    /* The forwarding thread takes no signals: they belong to the control
+     * plane's main thread (its asyncio loop handles SIGTERM).  A thread
+     * inherits its creator's mask, so block everything around the create. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     int err = pthread_create(&dp->thread, NULL, loop, dp);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err)
         return -err;
     dp->running = true;

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .errors import VswitchError
 T = TypeVar("T")
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
 _local = threading.local()
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def netlink_call(fn: Callable[..., T]) -> Callable[..., T]:
@@ -39,7 +41,15 @@ def netlink_call(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 def _on_thread(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-    _local.on_netlink_thread = True
+    if not getattr(_local, "on_netlink_thread", False):
+        # pyroute2 forks helper processes from this thread and stops them
+        # with SIGTERM.  A child inherits the daemon's signal wake-up fd, so
+        # a SIGTERM it handled would reach the daemon's loop as if the
+        # daemon had been told to stop.  Children inherit this thread's
+        # signal mask: with the stop signals blocked here they never handle
+        # one (they exit on their own once done).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        _local.on_netlink_thread = True
     return fn(*args, **kwargs)
 
 

@@ -1,0 +1,1 @@
+"""Traffic generators and the counters read around them."""
