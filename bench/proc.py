@@ -141,8 +141,13 @@ class Spawned:
         return self.popen.poll() is None
 
     def send_signal(self, sig: int) -> None:
-        if self.running():
-            os.kill(self.pid, sig)
+        """Signal the whole process group: ours alone (start_new_session), and
+        the only way to reach workers a tool forks (trafgen's parent waits
+        for its senders and does not pass SIGINT on)."""
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def wait(self, timeout: float) -> int:
         """Wait for a process that is expected to end by itself."""
@@ -156,14 +161,14 @@ class Spawned:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         """Stop by pid and wait; idempotent."""
         if self.popen.poll() is None:
+            self.send_signal(sig)
             try:
-                os.kill(self.pid, sig)
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                self.send_signal(signal.SIGKILL)
                 self.popen.wait(5)
-            except ProcessLookupError:
-                pass
+        # Workers left behind by a leader that died first go too.
+        self.send_signal(signal.SIGKILL)
         self._done()
         return self.popen.returncode
 
