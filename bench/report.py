@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import stats
 from .stats import Table
@@ -83,20 +83,16 @@ def markdown(result: dict[str, Any]) -> str:
     out.append(f"{mach['date']} · kernel {mach['kernel']} · {mach['cpu_model']} × {mach['cpus']} · "
                f"{cfg['runs']} round(s), switches alternated in each round · durations: "
                f"TCP {cfg['durations']['tcp']:g} s, frame tests {cfg['durations']['pps']:g} s, "
-               f"RR {cfg['durations']['rr']:g} s{' (--quick)' if cfg['quick'] else ''}\n")
+               f"RR {cfg['durations']['rr']:g} s{' (--quick)' if cfg['quick'] else ''} · "
+               f"trafgen processes: {cfg['durations'].get('trafgen_procs', 1)}\n")
     out.append("Each cell: median of the rounds (min–max). 64-byte frames = 60 bytes + FCS. "
                "See bench/README.md for what each figure means.\n")
 
     out.append("## Results\n")
-    out.append("| switch | " + " | ".join(c.header for c in HEADLINE[:6]) +
-               " | UDP64 CPU us/frame user/sys | L2-64 CPU us/frame user/sys | " +
-               " | ".join(c.header for c in HEADLINE[6:]) + " | FDB-64k CPU us/frame user/sys |")
-    out.append("|---" * (len(HEADLINE) + 4) + "|")
+    out.append("| switch | " + " | ".join(h for h, _ in RESULT_COLS) + " |")
+    out.append("|---" * (len(RESULT_COLS) + 1) + "|")
     for sw in switches:
-        cells = [cell(table, sw, c.test, c.metric, c.digits) for c in HEADLINE]
-        split = {t: _split_only(table, sw, t) for t in ("udp64", "l2_64", "fdb")}
-        out.append(f"| {sw} | " + " | ".join(cells[:6]) + f" | {split['udp64']} | {split['l2_64']} | "
-                   + " | ".join(cells[6:]) + f" | {split['fdb']} |")
+        out.append(f"| {sw} | " + " | ".join(f(table, sw) for _, f in RESULT_COLS) + " |")
 
     out.append("\n## CPU\n")
     out.append("Switch process CPU user/sys · machine-wide CPU (all cores, every process and "
@@ -146,6 +142,32 @@ def _split_only(table: Table, sw: str, test: str) -> str:
     return NA if u is None or s is None else f"{u:.3f}/{s:.3f}"
 
 
+def _median_cell(col: Col) -> Callable[[Table, str], str]:
+    return lambda table, sw: cell(table, sw, col.test, col.metric, col.digits)
+
+
+def _split_cell(test: str) -> Callable[[Table, str], str]:
+    return lambda table, sw: _split_only(table, sw, test)
+
+
+_H = {c.test + "." + c.metric: c for c in HEADLINE}
+# The main table: headline figures with their spread, CPU user/sys beside the frame rates.
+RESULT_COLS: list[tuple[str, Callable[[Table, str], str]]] = [
+    (_H["tcp1.gbps"].header, _median_cell(_H["tcp1.gbps"])),
+    (_H["tcp4.gbps"].header, _median_cell(_H["tcp4.gbps"])),
+    (_H["udp64.delivered_kpps"].header, _median_cell(_H["udp64.delivered_kpps"])),
+    (_H["udp64.offered_kpps"].header, _median_cell(_H["udp64.offered_kpps"])),
+    (_H["udp64.loss_pct"].header, _median_cell(_H["udp64.loss_pct"])),
+    ("UDP64 switch CPU us/frame user/sys", _split_cell("udp64")),
+    (_H["l2_64.delivered_kpps"].header, _median_cell(_H["l2_64.delivered_kpps"])),
+    ("L2-64 switch CPU us/frame user/sys", _split_cell("l2_64")),
+    (_H["rr.p50_us"].header, _median_cell(_H["rr.p50_us"])),
+    (_H["rr.p99_us"].header, _median_cell(_H["rr.p99_us"])),
+    (_H["fdb.delivered_kpps"].header, _median_cell(_H["fdb.delivered_kpps"])),
+    ("FDB-64k switch CPU us/frame user/sys", _split_cell("fdb")),
+]
+
+
 def chart(result: dict[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")  # no display here
@@ -160,7 +182,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
         ("L2 64-byte frames, kpps", [("delivered", "l2_64", "delivered_kpps"),
                                      ("offered", "l2_64", "offered_kpps")]),
         ("65536 source MACs, kpps", [("delivered", "fdb", "delivered_kpps")]),
-        ("L2-64 switch CPU, us/frame", [("user", "l2_64", "proc_user_us_per_frame"),
+        ("L2-64 CPU, us/frame: switch user, sys; machine", [("user", "l2_64", "proc_user_us_per_frame"),
                                         ("sys", "l2_64", "proc_sys_us_per_frame"),
                                         ("machine", "l2_64", "machine_us_per_frame")]),
         ("UDP round trip, us (lower is better)", [("p50", "rr", "p50_us"), ("p99", "rr", "p99_us")]),

@@ -41,6 +41,7 @@ class Durations:
     tcp: float
     pps: float
     rr: float
+    trafgen_procs: int = 1
 
 
 @dataclass
@@ -64,7 +65,8 @@ def _pps(tag: str, build: Callable[[str, str], str]) -> Callable[[Ctx], dict]:
         config = build(topology.mac(c.topo.ns_a), topology.mac(c.topo.ns_b))
         return trafgen.run_pps(ns_a=c.topo.ns_a, ns_b=c.topo.ns_b, config=config,
                                pids=c.switch.pids(), has_process=c.switch.has_process,
-                               workdir=c.workdir, tag=tag, duration=c.dur.pps)
+                               workdir=c.workdir, tag=tag, duration=c.dur.pps,
+                               procs=c.dur.trafgen_procs)
     return run
 
 
@@ -104,6 +106,8 @@ def run_switch(name: str, rnd: int, runs: int, tests: list[str], names: Names, w
     def record(test: str, result: dict | None, error: str | None) -> None:
         records.append({"round": rnd + 1, "switch": name, "test": test,
                         "time": time.strftime("%H:%M:%S"), "error": error,
+                        # other load on this shared machine shows here
+                        "loadavg": Path("/proc/loadavg").read_text().split()[0],
                         "metrics": (result or {}).get("metrics", {}), "raw": (result or {}).get("raw", {})})
 
     try:
@@ -171,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tcp-time", type=float, help="seconds per iperf3 run (10; quick 3)")
     ap.add_argument("--pps-time", type=float, help="seconds per frame-rate window (5; quick 2)")
     ap.add_argument("--rr-time", type=float, help="seconds of sockperf ping-pong (5; quick 2)")
+    ap.add_argument("--trafgen-procs", type=int, default=1,
+                    help="trafgen processes (1; 2 = one per core, lets the kernel bridge use both)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output directory")
     ap.add_argument("--keep-workdir", action="store_true", help="keep logs and configs in the temp dir")
     args = ap.parse_args(argv)
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     dur = Durations(tcp=args.tcp_time or (3 if args.quick else 10),
                     pps=args.pps_time or (2 if args.quick else 5),
-                    rr=args.rr_time or (2 if args.quick else 5))
+                    rr=args.rr_time or (2 if args.quick else 5), trafgen_procs=args.trafgen_procs)
     if os.geteuid() != 0:
         raise SystemExit("needs root (namespaces, TAP devices)")
     missing = sorted({TOOLS_FOR_TEST[t] for t in tests} | {TOOLS_FOR_SWITCH[s] for s in switches

@@ -150,8 +150,10 @@ def _set(sw: Switch, p: Params) -> None:
     p.done()
     if table == "bridge":
         sw.set_bridge(record, settings)
+    elif table == "port":
+        sw.set_port(record, settings)
     else:
-        raise invalid(f"cannot set {table!r} (tables: bridge)")
+        raise invalid(f"cannot set {table!r} (tables: bridge, port)")
 
 
 def _version(sw: Switch, p: Params) -> str:

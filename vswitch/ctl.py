@@ -27,6 +27,7 @@ Bridges:
   list-br
   br-exists BR                       exit status 2 if BR does not exist
   set bridge BR KEY=VALUE...         mac_aging, mac_table_size
+  set port PORT KEY=VALUE...         tag, trunks, vlan_mode (KEY= clears it)
 Ports:
   add-port BR PORT [--may-exist] [type=tap|internal|system] [--netns NS]
            [--ifname IF] [--ip CIDR]... [--mac MAC] [mtu=N]

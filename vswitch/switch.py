@@ -266,6 +266,45 @@ class Switch:
         self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
         self._release_netns(cfg, new_cfg)
 
+    LIVE_PORT_KEYS = ("tag", "trunks", "vlan_mode")
+
+    def set_port(self, name: str, settings: dict[str, Any]) -> None:
+        """Change VLAN settings live.  An empty value clears a key (tag=,
+        trunks= meaning all VLANs, vlan_mode= meaning the default)."""
+        found = self.config.find_port(name)
+        if not found:
+            raise not_found(f"no port named {name}")
+        br, cfg = found
+        if not settings:
+            raise invalid("nothing to set")
+        merged = cfg.to_json()
+        for key, value in settings.items():
+            if key not in self.LIVE_PORT_KEYS:
+                if key in PortConfig.__dataclass_fields__:
+                    raise invalid(f"{key} of a port cannot be changed live "
+                                  "(del-port and add-port it again)")
+                raise invalid(f"unknown port setting {key!r} "
+                              f"(one of: {', '.join(self.LIVE_PORT_KEYS)})")
+            if value in ("", None, []):
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        try:
+            new = parse_port(name, merged, ("bridge", br.name, "port", name))
+        except ConfigError as e:
+            raise _cfg_error(e) from None
+        if new == cfg:
+            return
+        prt = self.bridges[br.name].ports[name]
+        self.dp.set_vlan(prt.port_id, new.effective_vlan_mode, new.tag, new.trunks)
+        prt.cfg = new
+
+        def undo() -> None:
+            self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
+            prt.cfg = cfg
+        new_br = replace(br, ports={**br.ports, name: new})
+        self._commit(self.config.with_bridge(new_br), undo)
+
     def _release_netns(self, cfg: PortConfig, remaining: SwitchConfig) -> None:
         if cfg.type == "tap" and cfg.netns and cfg.netns not in self._netns_in_use(remaining):
             self.namespaces.release(cfg.netns)

@@ -43,13 +43,14 @@ def _per_frame_us(seconds: float, frames: int) -> float | None:
 
 
 def run_pps(*, ns_a: str, ns_b: str, config: str, pids: list[int], has_process: bool,
-            workdir: Path, tag: str, duration: float, warmup: float = 1.0) -> dict:
+            workdir: Path, tag: str, duration: float, procs: int = 1, warmup: float = 1.0) -> dict:
     cfg = workdir / f"trafgen-{tag}.cfg"
     cfg.write_text(config)
-    # -P 1: one generator process (its default is one per CPU, which would
-    # take the CPU the switch needs).  --no-sock-mem/--notouch-irq: leave
-    # the machine's sysctls and IRQ affinities alone.
-    gen = Spawned(["trafgen", "-i", str(cfg), "-o", topology.IFACE, "-P", "1",
+    # -P 1 by default: one generator process, pinned by trafgen to CPU 0
+    # (its own default is one per CPU, which would take the CPU a userspace
+    # switch needs).  --no-sock-mem/--notouch-irq: leave the machine's
+    # sysctls and IRQ affinities alone.
+    gen = Spawned(["trafgen", "-i", str(cfg), "-o", topology.IFACE, "-P", str(procs),
                    "--no-sock-mem", "--notouch-irq"], workdir / f"trafgen-{tag}.log", ns=ns_a)
     try:
         time.sleep(warmup)
