@@ -78,6 +78,9 @@ def install() -> None:
         return
     _installed = True
     atexit.register(run_all)
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an
+    # inherited SIG_IGN: make Ctrl-C / kill -INT always mean "stop cleanly".
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGHUP, _on_sigterm)
     try:

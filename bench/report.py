@@ -85,6 +85,8 @@ def markdown(result: dict[str, Any]) -> str:
                f"TCP {cfg['durations']['tcp']:g} s, frame tests {cfg['durations']['pps']:g} s, "
                f"RR {cfg['durations']['rr']:g} s{' (--quick)' if cfg['quick'] else ''} · "
                f"trafgen processes: {cfg['durations'].get('trafgen_procs', 1)}\n")
+    if cfg.get("interrupted"):
+        out.append("**Interrupted: partial results.**\n")
     out.append("Each cell: median of the rounds (min–max). 64-byte frames = 60 bytes + FCS. "
                "See bench/README.md for what each figure means.\n")
 

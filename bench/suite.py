@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, dict[str, str]] = {}
     orders: list[list[str]] = []
     started = time.monotonic()
+    interrupted = False
     try:
         for rnd in range(runs):
             k = rnd % len(switches)
@@ -216,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                 sw_dir.mkdir()
                 records += run_switch(name, rnd, runs, tests, names, sw_dir, dur, meta)
                 time.sleep(1)  # let RCU callbacks and deferred device frees settle
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM/SIGHUP
         print("\ninterrupted: cleaning up; partial results follow", file=sys.stderr)
+        interrupted = True
     finally:
         cleanup.run_all()
 
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "machine": info,
         "config": {"runs": runs, "switches": switches, "tests": tests, "quick": args.quick,
+                   "interrupted": interrupted,
                    "durations": vars(dur), "orders": orders, "name_prefix": names.prefix,
                    "elapsed_s": round(time.monotonic() - started, 1)},
         "switches": meta,
@@ -240,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        return 130
     return 1 if errors and len(errors) == len(records) else 0
 
 

@@ -15,6 +15,7 @@ is removed again.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -46,9 +47,19 @@ def _temp_tap_name() -> str:
     return "vst" + secrets.token_hex(4)
 
 
+def derived_mac(system_id: str, port: str) -> str:
+    """A locally administered unicast MAC, stable for (switch, port)."""
+    digest = hashlib.sha256(f"{system_id}/{port}".encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+
+
 class PortFactory:
-    def __init__(self, namespaces: NamespaceRegistry) -> None:
+    def __init__(self, namespaces: NamespaceRegistry, system_id: str) -> None:
         self.namespaces = namespaces
+        self.system_id = system_id
+
+    def _mac(self, cfg: PortConfig) -> str:
+        return cfg.mac or derived_mac(self.system_id, cfg.name)
 
     def create(self, cfg: PortConfig) -> Attachment:
         if cfg.type == "system":
@@ -70,7 +81,7 @@ class PortFactory:
             tmp = _temp_tap_name()
             fd = open_tap(tmp)
             links.move_to_netns(tmp, cfg.netns)
-            info = links.configure_link(tmp, cfg.netns, new_name=ifname, mac=cfg.mac,
+            info = links.configure_link(tmp, cfg.netns, new_name=ifname, mac=self._mac(cfg),
                                         mtu=cfg.mtu, ips=cfg.ip)
         except BaseException:
             if fd >= 0:
@@ -89,7 +100,8 @@ class PortFactory:
                                          "the daemon's namespace")
         fd = open_tap(name)
         try:
-            info = links.configure_link(name, None, mac=cfg.mac, mtu=cfg.mtu, ips=cfg.ip)
+            info = links.configure_link(name, None, mac=self._mac(cfg), mtu=cfg.mtu,
+                                        ips=cfg.ip)
         except BaseException:
             os.close(fd)
             raise

@@ -14,6 +14,7 @@ Configuration (SwitchConfig) is what the user asked for; the runtime maps
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -55,7 +56,8 @@ class Switch:
         self.dp = dp
         self.db_path = db_path
         self.namespaces = namespaces
-        self.factory = PortFactory(namespaces)
+        self.system_id = self.read_system_id(db_path)
+        self.factory = PortFactory(namespaces, self.system_id)
         self.config = SwitchConfig()
         self.bridges: dict[str, BridgeRuntime] = {}
 
@@ -75,9 +77,23 @@ class Switch:
         except ConfigError as e:
             raise VswitchError("EINVAL", f"{db_path}: {e}") from None
 
+    @staticmethod
+    def read_system_id(db_path: Path) -> str:
+        """This switch's identity, kept in its database (like Open vSwitch's
+        system-id).  Devices created without a configured MAC get one derived
+        from it, so their MACs survive restarts and neighbours' ARP caches stay
+        right."""
+        try:
+            data = read_json(db_path)
+        except ValueError:
+            data = None
+        sid = data.get("system_id") if isinstance(data, dict) else None
+        return sid if isinstance(sid, str) and sid else secrets.token_hex(16)
+
     def _persist(self, cfg: SwitchConfig) -> None:
         try:
-            write_json(self.db_path, {"version": DB_VERSION, "config": cfg.to_json()})
+            write_json(self.db_path, {"version": DB_VERSION, "system_id": self.system_id,
+                                      "config": cfg.to_json()})
         except OSError as e:
             raise VswitchError.from_errno(e.errno or 5, f"write {self.db_path}") from None
         self.config = cfg
