@@ -500,6 +500,18 @@ int vs_port_take_slb_loads(vs_dp *dp, int p, uint64_t *loads)
     LOCKED(port_take_loads_locked(dp, p, loads));
 }
 
+static int learning_locked(struct vs_dp *dp, int p)
+{
+    if (!get_port(dp, p))
+        return -ENOENT;
+    return vs_bond_learning_packets_locked(dp, p);
+}
+
+int vs_port_send_learning_packets(vs_dp *dp, int p)
+{
+    LOCKED(learning_locked(dp, p));
+}
+
 /* --- interfaces -------------------------------------------------------------- */
 
 static void iface_release(struct vs_dp *dp, int i)

@@ -139,6 +139,7 @@ bool vs_vnet_is_gso(const struct vs_vnet_hdr *h);
 /* bond.c */
 int vs_bond_output_iface(struct vs_dp *dp, struct vs_port *p,
                          const struct vs_pkt *pkt);
+int vs_bond_learning_packets_locked(struct vs_dp *dp, int port);
 bool vs_bond_admissible(struct vs_dp *dp, const struct vs_port *p,
                         const struct vs_iface *in, const struct vs_pkt *pkt,
                         int learned_port);

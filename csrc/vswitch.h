@@ -186,6 +186,12 @@ int vs_port_set_slb_bucket(vs_dp *dp, int port, int bucket, int iface);
 int vs_port_take_slb_loads(vs_dp *dp, int port, uint64_t *loads256);
 /* The bucket (0..255) a source MAC and VLAN hash to. */
 int vs_slb_hash(const uint8_t *mac, uint16_t vlan);
+/* After a failover: for every MAC learned on another port of the bridge, in
+ * a VLAN this port carries, send one RARP (ethertype 0x8035, to broadcast,
+ * from that MAC, tagged as the port tags that VLAN) on the member that
+ * frames from that MAC now leave by, so upstream switches re-learn at once.
+ * Returns how many were sent. */
+int vs_port_send_learning_packets(vs_dp *dp, int port);
 
 /* --- interfaces ------------------------------------------------------------ */
 

@@ -172,6 +172,9 @@ class Datapath:
         _check(lib.vs_port_set_slb_bucket(self._dp, port, bucket,
                                           -1 if iface is None else iface), "set SLB bucket")
 
+    def send_learning_packets(self, port: int) -> int:
+        return _check(lib.vs_port_send_learning_packets(self._dp, port), "send learning packets")
+
     def take_slb_loads(self, port: int) -> list[int]:
         loads = ffi.new("uint64_t[]", lib.VS_SLB_BUCKETS)
         _check(lib.vs_port_take_slb_loads(self._dp, port, loads), "read SLB loads")
