@@ -50,6 +50,12 @@ class Params:
     def value(self, key: str) -> Any:
         return self._get(key, (str, int), True)
 
+    def str_list(self, key: str) -> list[str]:
+        v = self._get(key, list, True)
+        if not all(isinstance(x, str) for x in v):
+            raise invalid(f"{self.method}: parameter {key!r} must be a list of strings")
+        return v
+
     def settings(self, key: str = "settings") -> dict[str, Any]:
         v = self._get(key, dict, False)
         return dict(v or {})
@@ -156,6 +162,50 @@ def _set(sw: Switch, p: Params) -> None:
         raise invalid(f"cannot set {table!r} (tables: bridge, port)")
 
 
+def _add_bond(sw: Switch, p: Params) -> None:
+    br, bond, may = p.str("bridge"), p.str("port"), p.flag("may_exist")
+    members = p.str_list("interfaces")
+    settings = p.settings()
+    p.done()
+    sw.add_bond(br, bond, members, settings, may)
+
+
+def _bond_show(sw: Switch, p: Params) -> list[dict[str, Any]]:
+    bond = p.opt_str("bond")
+    p.done()
+    return sw.bond_show(bond)
+
+
+def _bond_set_active(sw: Switch, p: Params) -> None:
+    bond, member = p.str("bond"), p.str("member")
+    p.done()
+    sw.bond_set_active_member(bond, member)
+
+
+def _bond_enable(sw: Switch, p: Params) -> None:
+    bond, member = p.str("bond"), p.str("member")
+    p.done()
+    sw.bond_set_member_admin(bond, member, True)
+
+
+def _bond_disable(sw: Switch, p: Params) -> None:
+    bond, member = p.str("bond"), p.str("member")
+    p.done()
+    sw.bond_set_member_admin(bond, member, False)
+
+
+def _add_bond_iface(sw: Switch, p: Params) -> None:
+    bond, member = p.str("bond"), p.str("member")
+    p.done()
+    sw.add_bond_iface(bond, member)
+
+
+def _del_bond_iface(sw: Switch, p: Params) -> None:
+    bond, member = p.str("bond"), p.str("member")
+    p.done()
+    sw.del_bond_iface(bond, member)
+
+
 def _version(sw: Switch, p: Params) -> str:
     p.done()
     return __version__
@@ -177,12 +227,20 @@ METHODS: dict[str, Handler] = {
     "fdb/stats-show": _fdb_stats,
     "port/stats": _port_stats,
     "set": _set,
+    "add-bond": _add_bond,
+    "add-bond-iface": _add_bond_iface,
+    "del-bond-iface": _del_bond_iface,
+    "bond/show": _bond_show,
+    "bond/set-active-member": _bond_set_active,
+    "bond/enable-member": _bond_enable,
+    "bond/disable-member": _bond_disable,
     "version": _version,
 }
 
 # Methods that change configuration run one at a time; the rest read only.
 MUTATING = {"add-br", "del-br", "add-port", "del-port", "fdb/add", "fdb/del", "fdb/flush",
-            "set"}
+            "set", "add-bond", "add-bond-iface", "del-bond-iface", "bond/set-active-member",
+            "bond/enable-member", "bond/disable-member"}
 
 
 def dispatch(sw: Switch, method: Any, params: Any) -> Any:

@@ -24,7 +24,13 @@ IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
-PORT_TYPES = ("tap", "internal", "system")
+PORT_TYPES = ("tap", "internal", "system", "bond")
+BOND_MODES = ("active-backup", "balance-slb")
+BOND_DETECT_MODES = ("carrier", "miimon")
+BOND_DELAY_RANGE = (0, 3_600_000)          # milliseconds
+MIIMON_INTERVAL_RANGE = (10, 3_600_000)
+REBALANCE_RANGE = (0, 3_600_000)           # 0 turns rebalancing off
+MAX_BOND_MEMBERS = 16
 VLAN_MODES = ("access", "trunk", "native-tagged", "native-untagged")
 MAC_AGING_RANGE = (1, 1_000_000)
 MAC_TABLE_SIZE_RANGE = (1, 4_194_304)
@@ -166,6 +172,25 @@ class PortConfig:
     tag: int | None = None
     trunks: tuple[int, ...] = ()
     vlan_mode: str | None = None
+    # bonds (type = "bond"): members are existing interfaces of the daemon's
+    # namespace, attached like system ports
+    interfaces: tuple[str, ...] = ()
+    bond_mode: str | None = None
+    bond_updelay: int | None = None
+    bond_downdelay: int | None = None
+    bond_primary: str | None = None
+    bond_detect_mode: str | None = None
+    bond_miimon_interval: int | None = None
+    bond_rebalance_interval: int | None = None
+
+    def bond_setting(self, key: str) -> Any:
+        """A bond key's value, or its default (Open vSwitch's)."""
+        value = getattr(self, key)
+        if value is not None:
+            return value
+        return {"bond_mode": "active-backup", "bond_updelay": 0, "bond_downdelay": 0,
+                "bond_detect_mode": "carrier", "bond_miimon_interval": 200,
+                "bond_rebalance_interval": 10_000}.get(key)
 
     @property
     def effective_vlan_mode(self) -> str:
@@ -182,7 +207,7 @@ class PortConfig:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
-        for key in ("netns", "ifname", "mac", "mtu", "tag", "vlan_mode"):
+        for key in ("netns", "ifname", "mac", "mtu", "tag", "vlan_mode") + BOND_KEYS:
             v = getattr(self, key)
             if v is not None:
                 out[key] = v
@@ -190,6 +215,8 @@ class PortConfig:
             out["ip"] = list(self.ip)
         if self.trunks:
             out["trunks"] = list(self.trunks)
+        if self.interfaces:
+            out["interfaces"] = list(self.interfaces)
         return out
 
 
@@ -245,7 +272,16 @@ class SwitchConfig:
 
 # --- parsing ---------------------------------------------------------------------
 
-PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "tag", "trunks", "vlan_mode")
+BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
+             "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval")
+PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "tag", "trunks", "vlan_mode",
+             "interfaces") + BOND_KEYS
+
+
+def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Open vSwitch spells some bond keys with dashes (bond-primary,
+    bond-detect-mode); accept both spellings."""
+    return {k.replace("-", "_"): v for k, v in data.items()}
 BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb")
 
 
@@ -264,7 +300,7 @@ def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: Path)
 
 def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
     check_name(name, path, "port name")
-    data = _table(data, path, "a port")
+    data = normalize_keys(_table(data, path, "a port"))
     _unknown_keys(data, PORT_KEYS, path)
     ptype = data.get("type", "tap")
     if ptype not in PORT_TYPES:
@@ -299,6 +335,16 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
             if key in data:
                 raise ConfigError(path + (key,), f"an internal port stays in the daemon's "
                                   f"namespace under its own name; {key} is not allowed")
+    if ptype == "bond":
+        for key in ("netns", "ifname", "ip", "mac", "mtu"):
+            if key in data:
+                raise ConfigError(path + (key,), f"a bond is made of existing interfaces; "
+                                                 f"{key} is not allowed")
+    else:
+        for key in ("interfaces",) + BOND_KEYS:
+            if key in data:
+                raise ConfigError(path + (key,), f"{key} is for bonds (type = \"bond\")")
+    bond = parse_bond_settings(data, path) if ptype == "bond" else {}
     if ptype == "tap" and ifname is not None and netns is None and ifname != name:
         raise ConfigError(path + ("ifname",), "ifname needs netns (without one the TAP "
                                               "keeps the port's name)")
@@ -321,7 +367,45 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
         raise ConfigError(path + ("trunks",), "an access port carries only its tag; "
                           "trunks is not allowed (use a native vlan_mode)")
     return PortConfig(name=name, type=ptype, netns=netns, ifname=ifname, ip=ips, mac=mac,
-                      mtu=mtu, tag=tag, trunks=trunks, vlan_mode=vlan_mode)
+                      mtu=mtu, tag=tag, trunks=trunks, vlan_mode=vlan_mode, **bond)
+
+
+def parse_bond_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    members_raw = data.get("interfaces")
+    if not isinstance(members_raw, (list, tuple)) or not members_raw:
+        raise ConfigError(path + ("interfaces",), "a bond needs a list of interfaces")
+    if len(members_raw) > MAX_BOND_MEMBERS:
+        raise ConfigError(path + ("interfaces",), f"a bond has at most {MAX_BOND_MEMBERS} "
+                                                  "interfaces")
+    members = tuple(check_name(m, path + ("interfaces",), "interface name")
+                    for m in members_raw)
+    dup = {m for m in members if members.count(m) > 1}
+    if dup:
+        raise ConfigError(path + ("interfaces",), f"interface {sorted(dup)[0]!r} is listed "
+                                                  "twice")
+    out: dict[str, Any] = {"interfaces": members}
+    mode = data.get("bond_mode")
+    if mode is not None and mode not in BOND_MODES:
+        raise ConfigError(path + ("bond_mode",), f"bond_mode must be one of "
+                          f"{', '.join(BOND_MODES)}, not {mode!r}")
+    out["bond_mode"] = mode
+    detect = data.get("bond_detect_mode")
+    if detect is not None and detect not in BOND_DETECT_MODES:
+        raise ConfigError(path + ("bond_detect_mode",), f"bond_detect_mode must be one of "
+                          f"{', '.join(BOND_DETECT_MODES)}, not {detect!r}")
+    out["bond_detect_mode"] = detect
+    for key, rng in (("bond_updelay", BOND_DELAY_RANGE), ("bond_downdelay", BOND_DELAY_RANGE),
+                     ("bond_miimon_interval", MIIMON_INTERVAL_RANGE),
+                     ("bond_rebalance_interval", REBALANCE_RANGE)):
+        if data.get(key) is not None:
+            out[key] = check_int(data[key], path + (key,), f"{key} (ms)", *rng)
+    primary = data.get("bond_primary")
+    if primary is not None:
+        if primary not in members:
+            raise ConfigError(path + ("bond_primary",), f"bond_primary {primary!r} is not one "
+                                                        "of the bond's interfaces")
+        out["bond_primary"] = primary
+    return out
 
 
 def parse_static_mac(data: Any, path: Path, ports: Mapping[str, PortConfig]) -> StaticMac:
@@ -387,9 +471,11 @@ def check_global(cfg: SwitchConfig) -> None:
                 raise ConfigError(path, f"port {port.name!r} is already on bridge "
                                         f"{owner[port.name]!r}")
             owner[port.name] = br.name
-            dev = (port.netns if port.type == "tap" else None, port.device_name)
-            if dev in devices:
-                where = f"namespace {dev[0]!r}" if dev[0] else "the daemon's namespace"
-                raise ConfigError(path, f"interface {dev[1]!r} in {where} is already "
-                                        f"used by port {devices[dev]!r}")
-            devices[dev] = port.name
+            used = port.interfaces if port.type == "bond" else (port.device_name,)
+            for dev_name in used:
+                dev = (port.netns if port.type == "tap" else None, dev_name)
+                if dev in devices:
+                    where = f"namespace {dev[0]!r}" if dev[0] else "the daemon's namespace"
+                    raise ConfigError(path, f"interface {dev[1]!r} in {where} is already "
+                                            f"used by port {devices[dev]!r}")
+                devices[dev] = port.name

@@ -34,6 +34,18 @@ Ports:
            [tag=VLAN] [trunks=LIST] [vlan_mode=MODE]
   del-port [BR] PORT [--if-exists]
   list-ports BR
+Bonds:
+  add-bond BR BOND IFACE IFACE... [--may-exist] [bond_mode=active-backup|balance-slb]
+           [bond_updelay=MS] [bond_downdelay=MS] [bond-primary=IFACE]
+           [bond-detect-mode=carrier|miimon] [bond-miimon-interval=MS]
+           [bond-rebalance-interval=MS] [tag=..] [trunks=..] [vlan_mode=..]
+  add-bond-iface BOND IFACE
+  del-bond-iface BOND IFACE
+  set port BOND KEY=VALUE...         any bond_* key, live
+  bond/show [BOND] [--json]
+  bond/set-active-member BOND IFACE
+  bond/enable-member BOND IFACE
+  bond/disable-member BOND IFACE
 Inspecting:
   show [--json]
   port/stats [BR] [--json]
@@ -203,6 +215,24 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         if not inv.settings:
             raise UsageError("set needs at least one KEY=VALUE")
         return c, {"table": table, "record": record, "settings": _coerce(inv.settings)}
+    if c == "add-bond":
+        _allow_options(inv, {"--may-exist"})
+        if len(inv.args) < 4:
+            raise UsageError("add-bond takes BR BOND and at least two interfaces")
+        br, bond, *members = inv.args
+        return c, {"bridge": br, "port": bond, "interfaces": members,
+                   "may_exist": "--may-exist" in inv.flags, "settings": _coerce(inv.settings)}
+    if c in ("add-bond-iface", "del-bond-iface", "bond/set-active-member",
+             "bond/enable-member", "bond/disable-member"):
+        _allow_options(inv, set())
+        _no_settings(inv)
+        bond, member = _nargs(inv, 2)
+        return c, {"bond": bond, "member": member}
+    if c == "bond/show":
+        _allow_options(inv, set())
+        _no_settings(inv)
+        args = _nargs(inv, 0, 1)
+        return c, ({"bond": args[0]} if args else {})
     if c == "version":
         return c, {}
     if not c:
@@ -218,6 +248,7 @@ PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "list-br": formatting.lines,
     "list-ports": formatting.lines,
     "fdb/flush": formatting.flushed,
+    "bond/show": formatting.bond_show,
     "version": lambda r, p: str(r),
 }
 

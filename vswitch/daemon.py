@@ -32,6 +32,7 @@ from .config import SwitchConfig
 from .config_file import ConfigFileError, load_config_file
 from .datapath import Datapath
 from .errors import VswitchError
+from .monitor import LinkMonitor
 from .netns import NamespaceRegistry
 from .server import ControlServer
 from .store import write_atomic
@@ -130,11 +131,14 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
         loop.add_signal_handler(sig, stop.set)
     dp = Datapath()
     namespaces = NamespaceRegistry(db.with_name(db.stem + ".netns.json"))
-    sw = Switch(dp, db, namespaces)
+    sw = Switch(dp, db, namespaces, loop)
     server = ControlServer(sw, sock)
+    # Subscribed before any port exists, so no link event is missed.
+    monitor = LinkMonitor(sw.on_link_event)
     try:
         dp.start()
         sw.start(cfg)
+        monitor.attach(loop)
         await server.start()
         loop.add_reader(dp.notify_fd(), _drain_notify, dp.notify_fd())
         if pidfile:
@@ -148,6 +152,7 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
     report(None)
     await stop.wait()
     log.info("stopping")
+    monitor.close(loop)
     await server.close()
     sw.stop()
     if pidfile:

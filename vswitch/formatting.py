@@ -85,3 +85,38 @@ def port_stats(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"
         out.append(f"    drops: {dropped}")
     return "\n".join(out)
+
+
+def bond_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    out = []
+    for b in result:
+        out.append(f"---- {b['name']} ----")
+        out.append(f"bridge: {b['bridge']}")
+        out.append(f"bond_mode: {b['bond_mode']}")
+        out.append(f"bond_updelay: {b['bond_updelay']} ms")
+        out.append(f"bond_downdelay: {b['bond_downdelay']} ms")
+        out.append(f"bond-primary: {b['bond_primary'] or '(none)'}")
+        detect = b["bond_detect_mode"]
+        if detect == "miimon":
+            detect += f" every {b['bond_miimon_interval']} ms"
+        out.append(f"bond-detect-mode: {detect}")
+        if b["bond_mode"] == "balance-slb":
+            out.append(f"bond-rebalance-interval: {b['bond_rebalance_interval']} ms")
+        out.append(f"active member: {b['active_member'] or '(none)'}")
+        for m in b["members"]:
+            state = "enabled" if m["enabled"] else "disabled"
+            extra = []
+            if m["active"]:
+                extra.append("active")
+            extra.append("carrier" if m["carrier"] else "no carrier")
+            if not m["present"]:
+                extra.append("interface missing")
+            if m["admin"] == "disabled":
+                extra.append("disabled by bond/disable-member")
+            if m.get("pending"):
+                extra.append(f"{m['pending']} pending")
+            if "buckets" in m:
+                extra.append(f"{m['buckets']} hash buckets")
+            out.append(f"member {m['name']}: {state} ({', '.join(extra)})")
+        out.append("")
+    return "\n".join(out).rstrip()

@@ -13,6 +13,7 @@ Configuration (SwitchConfig) is what the user asked for; the runtime maps
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,8 @@ from typing import Any, Callable
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
                      check_global, check_int, check_mac, parse_bridge, parse_port,
                      MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
+from .bond import Bond
+from .bond_commands import BondCommands
 from .datapath import Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
@@ -39,6 +42,7 @@ class PortRuntime:
     ifaces: list[int] = field(default_factory=list)
     attachment: Attachment | None = None
     error: str | None = None
+    bond: Bond | None = None
 
 
 @dataclass
@@ -51,15 +55,21 @@ def _cfg_error(e: ConfigError) -> VswitchError:
     return invalid(str(e))
 
 
-class Switch:
-    def __init__(self, dp: Datapath, db_path: Path, namespaces: NamespaceRegistry) -> None:
+class Switch(BondCommands):
+    def __init__(self, dp: Datapath, db_path: Path, namespaces: NamespaceRegistry,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.dp = dp
         self.db_path = db_path
         self.namespaces = namespaces
+        self.loop = loop      # timers (bond delays, rebalancing); None in unit tests
         self.system_id = self.read_system_id(db_path)
         self.factory = PortFactory(namespaces, self.system_id)
         self.config = SwitchConfig()
         self.bridges: dict[str, BridgeRuntime] = {}
+        # Runtime state worth keeping across restarts (the active bond
+        # members), apart from the configuration.
+        self.state_path = db_path.with_name(db_path.stem + ".state.json")
+        self.state: dict[str, Any] = self._read_state()
 
     # --- persistence ---------------------------------------------------------
     @staticmethod
@@ -116,7 +126,7 @@ class Switch:
             for port in br.ports.values():
                 prt = self._make_port(rt, port)
                 try:
-                    self._attach(prt)
+                    self._attach(prt, strict=False)
                 except VswitchError as e:
                     prt.error = e.message
                     log.warning("port %s: %s", port.name, e.message)
@@ -127,6 +137,10 @@ class Switch:
 
     def stop(self) -> None:
         """Close every device and remove the namespaces we created."""
+        for rt in self.bridges.values():
+            for prt in rt.ports.values():
+                if prt.bond:
+                    prt.bond.stop()
         self.dp.close()
         self.bridges.clear()
         self.namespaces.release_all_except(set())
@@ -211,12 +225,20 @@ class Switch:
         prt = PortRuntime(cfg, port_id)
         try:
             self.dp.set_vlan(port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
+            if cfg.type == "bond":
+                self.dp.set_bond_mode(port_id, cfg.bond_setting("bond_mode"))
         except BaseException:
             self.dp.del_port(port_id)
             raise
         return prt
 
-    def _attach(self, prt: PortRuntime) -> None:
+    def _attach(self, prt: PortRuntime, strict: bool = True) -> None:
+        """Create the port's device(s).  strict: fail on any missing piece
+        (an interactive request); otherwise (start-up) a bond keeps members
+        whose interface is missing, as down."""
+        if prt.cfg.type == "bond":
+            self._attach_bond(prt, strict)
+            return
         att = self.factory.create(prt.cfg)
         iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
         prt.ifaces = [iface]
@@ -258,6 +280,8 @@ class Switch:
 
         def undo() -> None:
             del rt.ports[name]
+            if prt.bond:
+                prt.bond.stop()
             self.dp.del_port(prt.port_id)
             self._release_netns(cfg, self.config)
         self._commit(new_cfg, undo)
@@ -279,10 +303,15 @@ class Switch:
         self._persist(new_cfg)
         rt = self.bridges[br.name]
         prt = rt.ports.pop(name)
+        if prt.bond:
+            prt.bond.stop()
+            self._forget_bond_state(name)
         self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
         self._release_netns(cfg, new_cfg)
 
-    LIVE_PORT_KEYS = ("tag", "trunks", "vlan_mode")
+    LIVE_PORT_KEYS = ("tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
+                      "bond_downdelay", "bond_primary", "bond_detect_mode",
+                      "bond_miimon_interval", "bond_rebalance_interval")
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change VLAN settings live.  An empty value clears a key (tag=,
@@ -294,7 +323,10 @@ class Switch:
         if not settings:
             raise invalid("nothing to set")
         merged = cfg.to_json()
+        settings = {k.replace("-", "_"): v for k, v in settings.items()}
         for key, value in settings.items():
+            if key.startswith("bond_") and cfg.type != "bond":
+                raise invalid(f"{key} is for bonds; {name} is a {cfg.type} port")
             if key not in self.LIVE_PORT_KEYS:
                 if key in PortConfig.__dataclass_fields__:
                     raise invalid(f"{key} of a port cannot be changed live "
@@ -314,10 +346,14 @@ class Switch:
         prt = self.bridges[br.name].ports[name]
         self.dp.set_vlan(prt.port_id, new.effective_vlan_mode, new.tag, new.trunks)
         prt.cfg = new
+        if prt.bond:
+            prt.bond.reconfigure(new)
 
         def undo() -> None:
             self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
             prt.cfg = cfg
+            if prt.bond:
+                prt.bond.reconfigure(cfg)
         new_br = replace(br, ports={**br.ports, name: new})
         self._commit(self.config.with_bridge(new_br), undo)
 
@@ -403,6 +439,10 @@ class Switch:
 
     # --- state ------------------------------------------------------------------------------
     def port_state(self, prt: PortRuntime) -> tuple[str, str | None]:
+        if prt.bond:
+            if any(m.enabled for m in prt.bond.members.values()):
+                return "up", None
+            return "down", "no member enabled"
         if prt.error:
             return "down", prt.error
         if not prt.ifaces:
@@ -435,6 +475,8 @@ class Switch:
                          "state": state}
                 if why:
                     entry["error"] = why
+                if prt.bond:
+                    entry["active_member"] = prt.bond.active
                 if prt.attachment:
                     entry["device"] = prt.attachment.device
                     entry["device_mac"] = prt.attachment.mac

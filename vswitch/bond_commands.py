@@ -1,0 +1,178 @@
+"""The Switch's bond operations: attaching members, link events, the
+bond/* commands, and the runtime state that survives a restart (the active
+member).  A mixin of Switch (switch.py), kept apart so each file has one
+subject; it uses the Switch's configuration, runtime maps and transactions.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import links
+from .bond import Bond
+from .config import ConfigError, PortConfig, check_global, parse_port
+from .errors import VswitchError, exists, invalid, not_found
+from .monitor import LinkEvent
+from .store import read_json, write_json
+
+if TYPE_CHECKING:
+    from .switch import PortRuntime, Switch
+
+log = logging.getLogger(__name__)
+
+
+class BondCommands:
+    state_path: Path
+    state: dict[str, Any]
+
+    # --- runtime state -------------------------------------------------------
+    def _read_state(self: "Switch") -> dict[str, Any]:
+        try:
+            data = read_json(self.state_path)
+        except ValueError:
+            log.warning("%s is not valid JSON; starting without it", self.state_path)
+            data = None
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self: "Switch") -> None:
+        try:
+            write_json(self.state_path, self.state)
+        except OSError as e:
+            log.warning("cannot write %s: %s", self.state_path, e)
+
+    def _save_bond_state(self: "Switch", bond: Bond) -> None:
+        bonds = self.state.setdefault("bonds", {})
+        if bonds.get(bond.name, {}).get("active") != bond.active:
+            bonds[bond.name] = {"active": bond.active}
+            self._save_state()
+
+    def _forget_bond_state(self: "Switch", name: str) -> None:
+        if self.state.get("bonds", {}).pop(name, None) is not None:
+            self._save_state()
+
+    # --- members ---------------------------------------------------------------
+    def _attach_member(self: "Switch", prt: "PortRuntime", name: str) -> tuple[int, bool]:
+        att = self.factory.create(PortConfig(name=name, type="system"))
+        iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
+        prt.ifaces.append(iface)
+        info = links.get_link(name)
+        return iface, bool(info and info.up and info.carrier)
+
+    def _attach_bond(self: "Switch", prt: "PortRuntime", strict: bool) -> None:
+        cfg = prt.cfg
+        bond = Bond(cfg.name, cfg, prt.port_id, self.dp, self.loop, self._save_bond_state)
+        for name in cfg.interfaces:
+            try:
+                iface, up = self._attach_member(prt, name)
+            except VswitchError as e:
+                if strict:
+                    raise VswitchError(e.code, f"bond {cfg.name}: {e.message}") from None
+                log.warning("bond %s: member %s: %s", cfg.name, name, e.message)
+                bond.add_member(name, None, False)
+                continue
+            bond.add_member(name, iface, up)
+        prt.bond = bond
+        saved = self.state.get("bonds", {}).get(cfg.name, {}).get("active")
+        bond.start(saved)
+
+    def on_link_event(self: "Switch", ev: LinkEvent) -> None:
+        for rt in self.bridges.values():
+            for prt in rt.ports.values():
+                if prt.bond and ev.name in prt.bond.members and prt.bond.uses_netlink:
+                    prt.bond.link_changed(ev.name, ev.up and ev.exists)
+
+    # --- lookups ---------------------------------------------------------------
+    def _bond(self: "Switch", name: str) -> tuple[str, "PortRuntime"]:
+        found = self.config.find_port(name)
+        if not found or found[1].type != "bond":
+            raise not_found(f"no bond named {name}")
+        br = found[0].name
+        prt = self.bridges[br].ports[name]
+        assert prt.bond is not None
+        return br, prt
+
+    # --- commands ----------------------------------------------------------------
+    def add_bond(self: "Switch", bridge: str, name: str, interfaces: list[str],
+                 settings: dict[str, Any], may_exist: bool) -> None:
+        if len(interfaces) < 2:
+            raise invalid("add-bond needs at least two interfaces")
+        settings = {**settings, "type": "bond", "interfaces": interfaces}
+        self.add_port(bridge, name, settings, may_exist)
+
+    def bond_show(self: "Switch", name: str | None) -> list[dict[str, Any]]:
+        if name is not None:
+            br, prt = self._bond(name)
+            assert prt.bond
+            return [{"bridge": br, **prt.bond.show()}]
+        out = []
+        for br, rt in sorted(self.bridges.items()):
+            for _pname, prt in sorted(rt.ports.items()):
+                if prt.bond:
+                    out.append({"bridge": br, **prt.bond.show()})
+        return out
+
+    def bond_set_active_member(self: "Switch", name: str, member: str) -> None:
+        _br, prt = self._bond(name)
+        assert prt.bond
+        prt.bond.set_active_member(member)
+
+    def bond_set_member_admin(self: "Switch", name: str, member: str, up: bool) -> None:
+        _br, prt = self._bond(name)
+        assert prt.bond
+        prt.bond.set_admin(member, up)
+
+    def add_bond_iface(self: "Switch", name: str, member: str) -> None:
+        br_name, prt = self._bond(name)
+        assert prt.bond
+        cfg = prt.cfg
+        if member in cfg.interfaces:
+            raise exists(f"{member} is already a member of bond {name}")
+        try:
+            new = parse_port(name, {**cfg.to_json(), "interfaces": [*cfg.interfaces, member]},
+                             ("bridge", br_name, "port", name))
+            br = self.config.bridges[br_name]
+            new_cfg = self.config.with_bridge(replace(br, ports={**br.ports, name: new}))
+            check_global(new_cfg)
+        except ConfigError as e:
+            raise invalid(str(e)) from None
+        iface, up = self._attach_member(prt, member)
+        prt.cfg = new
+        prt.bond.cfg = new
+        prt.bond.add_member(member, iface, up)
+        prt.bond.update()
+
+        def undo() -> None:
+            self._detach_member(prt, member)
+            prt.cfg = cfg
+            prt.bond.cfg = cfg   # type: ignore[union-attr]
+        self._commit(new_cfg, undo)
+
+    def del_bond_iface(self: "Switch", name: str, member: str) -> None:
+        br_name, prt = self._bond(name)
+        cfg = prt.cfg
+        if member not in cfg.interfaces:
+            raise not_found(f"bond {name} has no member {member}")
+        if len(cfg.interfaces) == 1:
+            raise invalid(f"{member} is the last interface of bond {name} "
+                          "(del-port the bond instead)")
+        if cfg.bond_primary == member:
+            raise invalid(f"{member} is bond_primary of {name}; change bond_primary first")
+        new = replace(cfg, interfaces=tuple(i for i in cfg.interfaces if i != member))
+        br = self.config.bridges[br_name]
+        self._persist(self.config.with_bridge(replace(br, ports={**br.ports, name: new})))
+        prt.cfg = new
+        assert prt.bond
+        prt.bond.cfg = new
+        self._detach_member(prt, member)
+
+    def _detach_member(self: "Switch", prt: "PortRuntime", member: str) -> None:
+        assert prt.bond
+        m = prt.bond.members.get(member)
+        if m is None:
+            return
+        if m.iface is not None:
+            self.dp.del_iface(m.iface)
+            prt.ifaces.remove(m.iface)
+        prt.bond.remove_member(member)
