@@ -192,3 +192,14 @@ def test_balance_slb_bond_forwards_without_loops(bonded):
     assert drops["bd"]["bond"] >= 0
     text = json.dumps(bond_state(bonded))
     assert '"enabled": false' in text
+
+
+def test_miimon_detects_a_link_going_down(bonded):
+    va0, va1 = bonded.va
+    bonded.ctl("set", "port", "bd", "bond-detect-mode=miimon", "bond-miimon-interval=50")
+    assert bond_state(bonded)["bond_detect_mode"] == "miimon"
+    sh("ip", "link", "set", va0, "down")
+    assert wait_for(lambda: bond_state(bonded)["active_member"] == va1, 2.0)
+    sh("ip", "link", "set", va0, "up")
+    assert wait_for(lambda: bond_state(bonded)["members"][0]["enabled"], 2.0)
+    assert "miimon every 50 ms" in bonded.ctl("bond/show").stdout

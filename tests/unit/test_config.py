@@ -119,3 +119,21 @@ def test_round_trip_through_json():
               "vlan_mode": "native-untagged", "trunks": "20-22"},
         "b": {"type": "internal"}}}}})
     assert parse_switch(cfg.to_json()) == cfg
+
+
+def test_bond_in_a_config_file(tmp_path):
+    cfg = load(tmp_path, '[bridge.br0.port.bond0]\ntype = "bond"\n'
+                         'interfaces = ["eth1", "eth2"]\nbond-primary = "eth2"\n'
+                         'bond_mode = "balance-slb"\nbond_updelay = 200\ntrunks = "10,20"\n')
+    b = cfg.bridges["br0"].ports["bond0"]
+    assert (b.interfaces, b.bond_primary, b.bond_mode, b.bond_updelay, b.trunks) == \
+        (("eth1", "eth2"), "eth2", "balance-slb", 200, (10, 20))
+    assert b.bond_setting("bond_downdelay") == 0
+    e = error_of(tmp_path, '[bridge.br0.port.bond0]\ntype = "bond"\n'
+                           'interfaces = ["eth1", "eth1"]\n')
+    assert "listed twice" in e.message and e.line == 3
+    e = error_of(tmp_path, '[bridge.br0.port.b1]\ntype = "bond"\ninterfaces = ["eth1"]\n'
+                           '[bridge.br0.port.b2]\ntype = "bond"\ninterfaces = ["eth1", "x"]\n')
+    assert "already used by port 'b1'" in e.message and e.line == 4
+    e = error_of(tmp_path, '[bridge.br0.port.p]\nnetns = "n"\nbond_mode = "active-backup"\n')
+    assert "is for bonds" in e.message and e.line == 3
