@@ -17,7 +17,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["frame.c", "fdb.c", "vlan.c", "vnet.c", "bond.c", "forward.c",
+SOURCES = ["frame.c", "fdb.c", "vlan.c", "vnet.c", "gso.c", "bond.c", "forward.c", "tx.c",
            "io.c", "datapath.c"]
 _CONSTANT = re.compile(r"^#define\s+[A-Z_][A-Z0-9_]*\s+\d+\s*(/\*.*\*/)?\s*$")
 
@@ -34,7 +34,7 @@ def public_declarations(header: Path) -> str:
 
 
 def _compile_args() -> tuple[list[str], list[str]]:
-    cflags = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+    cflags = ["-O2", "-g", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wno-unused-parameter",
               "-fno-strict-aliasing", "-fvisibility=hidden", "-pthread"]
     ldflags = ["-pthread"]
     if os.environ.get("VSWITCH_SANITIZE"):

@@ -72,10 +72,11 @@ vs_dp *vs_dp_new(void)
     if (!dp)
         return NULL;
     dp->bufs = malloc((size_t)VS_BATCH * VS_BUF_SIZE);
+    dp->seg_buf = malloc(VS_BUF_SIZE);
     dp->epfd = epoll_create1(EPOLL_CLOEXEC);
     dp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     dp->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!dp->bufs || dp->epfd < 0 || dp->wake_fd < 0 || dp->notify_fd < 0)
+    if (!dp->bufs || !dp->seg_buf || dp->epfd < 0 || dp->wake_fd < 0 || dp->notify_fd < 0)
         goto fail;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_TOKEN};
     if (epoll_ctl(dp->epfd, EPOLL_CTL_ADD, dp->wake_fd, &ev) < 0)
@@ -95,6 +96,7 @@ fail:
     if (dp->notify_fd > 0)
         close(dp->notify_fd);
     free(dp->bufs);
+    free(dp->seg_buf);
     free(dp);
     return NULL;
 }
@@ -224,6 +226,7 @@ void vs_dp_free(vs_dp *dp)
     close(dp->notify_fd);
     pthread_mutex_destroy(&dp->lock);
     free(dp->bufs);
+    free(dp->seg_buf);
     free(dp);
 }
 
@@ -562,6 +565,7 @@ static int iface_add_locked(struct vs_dp *dp, int p, int fd, int kind,
         ifc->in_use = true;
         ifc->kind = (uint8_t)kind;
         ifc->vnet = flags & VS_IFACE_F_VNET_HDR;
+        ifc->no_offload = flags & VS_IFACE_F_NO_OFFLOAD;
         ifc->enabled = true;
         ifc->port = (uint16_t)p;
         ifc->mtu = mtu;

@@ -12,9 +12,7 @@
  * the frame in up to three pieces with writev() (MACs, new tag, the rest),
  * and the virtio-net header's offsets move by the same four bytes.
  */
-#include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -23,36 +21,60 @@ static inline void drop(struct vs_iface *ifc, int reason)
     ifc->stats.drops[reason]++;
 }
 
-int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
-                   const struct vs_vnet_hdr *vnet, struct iovec *iov,
-                   int iovcnt, uint32_t frame_len)
+/* Write pkt to out as port op tags its VLAN: the frame is never copied, a
+ * tag is pushed or popped by writing it in up to three pieces. */
+static void emit(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
+                 struct vs_iface *out)
 {
-    (void)dp;
-    struct iovec v[5];
-    struct vs_vnet_hdr zero;
-    int k = 0;
-    if (out->vnet) {
-        if (!vnet) {
-            memset(&zero, 0, sizeof zero);
-            vnet = &zero;
-        }
-        v[k].iov_base = (void *)vnet;
-        v[k].iov_len = VS_VNET_HDR_LEN;
-        k++;
+    uint8_t tag[4];
+    struct vs_parts fp = {.head = pkt->data, .head_len = pkt->len};
+    bool tagged = vs_vlan_egress_tagged(op, pkt->vlan);
+    if (tagged && !(pkt->tag_len && vs_rd16(pkt->data + 14) == pkt->tci)) {
+        /* push, or rewrite a tag that carries another VID (priority tag) */
+        tag[0] = TPID_8021Q >> 8;
+        tag[1] = TPID_8021Q & 0xff;
+        tag[2] = (uint8_t)(pkt->tci >> 8);
+        tag[3] = (uint8_t)pkt->tci;
+        fp.head_len = 12;
+        fp.tag = tag;
+        fp.tail = pkt->data + pkt->payload_off;
+        fp.tail_len = pkt->len - pkt->payload_off;
+    } else if (!tagged && pkt->tag_len) {
+        fp.head_len = 12;
+        fp.tail = pkt->data + pkt->payload_off;
+        fp.tail_len = pkt->len - pkt->payload_off;
     }
-    for (int i = 0; i < iovcnt && k < 5; i++)
-        v[k++] = iov[i];
-    ssize_t r;
-    do {
-        r = writev(out->fd, v, k);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-        drop(out, VS_DROP_TX_ERROR);
-        return -errno;
+    uint32_t len = fp.head_len + (fp.tag ? 4 : 0) + fp.tail_len;
+    uint32_t l2 = pkt->l3_offset - pkt->tag_len + (tagged ? 4 : 0);
+    if (!vs_vnet_is_gso(&pkt->vnet) && len - l2 > out->mtu) {
+        drop(out, VS_DROP_OVERSIZE);
+        return;
     }
-    out->stats.tx_packets++;
-    out->stats.tx_bytes += frame_len;
-    return 0;
+    struct vs_vnet_hdr h = pkt->vnet;
+    if (len != pkt->len) {
+        int delta = (int)len - (int)pkt->len;
+        if (h.flags & VNET_F_NEEDS_CSUM)
+            h.csum_start = (uint16_t)(h.csum_start + delta);
+        if (h.hdr_len)
+            h.hdr_len = (uint16_t)(h.hdr_len + delta);
+    }
+    vs_tx(dp, out, &h, &fp);
+}
+
+struct segment_out {
+    struct vs_port *op;
+    struct vs_iface *out;
+};
+
+static void emit_segment(struct vs_dp *dp, struct vs_pkt *seg, void *ctx)
+{
+    struct segment_out *so = ctx;
+    emit(dp, seg, so->op, so->out);
+}
+
+static inline bool takes_offloads(const struct vs_iface *out)
+{
+    return out->vnet && !out->no_offload;
 }
 
 /* Send pkt out of port op (which carries pkt->vlan or the frame would not
@@ -79,61 +101,27 @@ static void output_port(struct vs_dp *dp, struct vs_pkt *pkt,
         drop(out, VS_DROP_IFACE_DOWN);
         return;
     }
-    bool gso = vs_vnet_is_gso(&pkt->vnet);
-    if (!out->vnet) {
-        if (gso) {
-            drop(out, VS_DROP_NO_GSO);
+    if (!takes_offloads(out)) {
+        if (vs_vnet_is_gso(&pkt->vnet)) {
+            /* Segments are built one by one in a single scratch buffer:
+             * they must leave at once, not wait in the transmit queue. */
+            struct segment_out so = {op, out};
+            bool staging = dp->stage_tx;
+            dp->stage_tx = false;
+            if (vs_gso_segment(dp, pkt, emit_segment, &so) < 0)
+                drop(out, VS_DROP_NO_GSO);
+            dp->stage_tx = staging;
             return;
         }
-        vs_vnet_complete_csum(pkt);
+        if (pkt->vnet.flags & VNET_F_NEEDS_CSUM) {
+            /* Finished once in the shared buffer, which is right for every
+             * output -- but copies queued earlier still say "partial", so
+             * they go out first. */
+            vs_tx_flush(dp);
+            vs_vnet_complete_csum(pkt);
+        }
     }
-
-    uint8_t tag[4];
-    struct iovec iov[3];
-    int n;
-    uint32_t len;
-    bool tagged = vs_vlan_egress_tagged(op, pkt->vlan);
-    if (tagged && !(pkt->tag_len && vs_rd16(pkt->data + 14) == pkt->tci)) {
-        /* push, or rewrite a tag that carries another VID (priority tag) */
-        tag[0] = TPID_8021Q >> 8;
-        tag[1] = TPID_8021Q & 0xff;
-        tag[2] = (uint8_t)(pkt->tci >> 8);
-        tag[3] = (uint8_t)pkt->tci;
-        iov[0].iov_base = pkt->data;
-        iov[0].iov_len = 12;
-        iov[1].iov_base = tag;
-        iov[1].iov_len = 4;
-        iov[2].iov_base = pkt->data + pkt->payload_off;
-        iov[2].iov_len = pkt->len - pkt->payload_off;
-        n = 3;
-        len = pkt->len - pkt->tag_len + 4;
-    } else if (!tagged && pkt->tag_len) {
-        iov[0].iov_base = pkt->data;
-        iov[0].iov_len = 12;
-        iov[1].iov_base = pkt->data + pkt->payload_off;
-        iov[1].iov_len = pkt->len - pkt->payload_off;
-        n = 2;
-        len = pkt->len - pkt->tag_len;
-    } else {
-        iov[0].iov_base = pkt->data;
-        iov[0].iov_len = pkt->len;
-        n = 1;
-        len = pkt->len;
-    }
-    uint32_t l2 = pkt->l3_offset - pkt->tag_len + (tagged ? 4 : 0);
-    if (!gso && len - l2 > out->mtu) {
-        drop(out, VS_DROP_OVERSIZE);
-        return;
-    }
-    struct vs_vnet_hdr h = pkt->vnet;
-    if (len != pkt->len) {
-        int delta = (int)len - (int)pkt->len;
-        if (h.flags & VNET_F_NEEDS_CSUM)
-            h.csum_start = (uint16_t)(h.csum_start + delta);
-        if (h.hdr_len)
-            h.hdr_len = (uint16_t)(h.hdr_len + delta);
-    }
-    vs_iface_write(dp, out, &h, iov, n, len);
+    emit(dp, pkt, op, out);
 }
 
 static void flood(struct vs_dp *dp, struct vs_bridge *br, struct vs_pkt *pkt,
@@ -205,6 +193,7 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
     struct vs_fdb *fdb = &br->fdb;
     uint32_t now_s = (uint32_t)(vs_now_ms_locked(dp) / 1000);
     bool ok[VS_BATCH];
+    dp->stage_tx = true;
 
     for (int i = 0; i < n; i++) {
         in->stats.rx_packets++;
@@ -243,4 +232,8 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
             output_port(dp, pkt, &dp->ports[fdb->slots[s].port], true, in);
         }
     }
+    /* The received buffers the queue points into are reused by the next
+     * burst: everything leaves now. */
+    vs_tx_flush(dp);
+    dp->stage_tx = false;
 }

@@ -55,6 +55,7 @@ struct vs_iface {
     bool vnet;           /* frames carry a virtio_net_hdr */
     bool failed;         /* poll/read error: out of the poll set */
     bool enabled;        /* bond member enabled; always true for plain ports */
+    bool no_offload;     /* takes neither GSO frames nor partial checksums */
     uint16_t port;
     uint32_t gen;        /* bumped on reuse: stale epoll events are ignored */
     uint32_t mtu;
@@ -84,6 +85,28 @@ struct vs_bridge {
     uint16_t n_ports;
     uint16_t ports[VS_MAX_PORTS];
     struct vs_fdb fdb;
+};
+
+/* A frame to send, in up to three pieces: head, an optional 4-byte tag,
+ * tail.  How VLAN push and pop avoid copying. */
+struct vs_parts {
+    const uint8_t *head;
+    uint32_t head_len;
+    const uint8_t *tag;     /* NULL: none */
+    const uint8_t *tail;
+    uint32_t tail_len;
+};
+
+/* A frame waiting in the transmit queue of an AF_PACKET interface; its
+ * header and tag are copies, the rest points into receive buffers. */
+#define VS_TXQ 64
+struct vs_txent {
+    uint16_t iface;
+    uint8_t niov;
+    uint8_t tag[4];
+    struct vs_vnet_hdr hdr;
+    uint32_t len;
+    struct iovec iov[4];
 };
 
 /* One received frame and what the engine learned about it. */
@@ -119,6 +142,11 @@ struct vs_dp {
     /* Receive buffers of the forwarding thread (or of an injecting caller:
      * both run under the lock, so they never use them at the same time). */
     uint8_t *bufs;                  /* VS_BATCH * VS_BUF_SIZE */
+    uint8_t *seg_buf;               /* one segment being built (gso.c) */
+    bool dry_run;                   /* microbenchmarks: decide, do not write */
+    bool stage_tx;                  /* queue AF_PACKET output (tx.c) */
+    int ntx;
+    struct vs_txent txq[VS_TXQ];
     struct vs_pkt pkts[VS_BATCH];
 };
 
@@ -136,6 +164,13 @@ bool vs_vnet_valid(const struct vs_vnet_hdr *h, uint32_t frame_len);
 void vs_vnet_complete_csum(struct vs_pkt *pkt);
 bool vs_vnet_is_gso(const struct vs_vnet_hdr *h);
 
+/* gso.c */
+typedef void (*vs_segment_fn)(struct vs_dp *dp, struct vs_pkt *seg, void *ctx);
+/* Cut a GSO frame into MSS-sized frames with complete checksums, calling
+ * emit for each; -1 (nothing emitted) when its headers do not allow it. */
+int vs_gso_segment(struct vs_dp *dp, struct vs_pkt *pkt, vs_segment_fn emit,
+                   void *ctx);
+
 /* bond.c */
 int vs_bond_output_iface(struct vs_dp *dp, struct vs_port *p,
                          const struct vs_pkt *pkt);
@@ -147,9 +182,14 @@ bool vs_bond_admissible(struct vs_dp *dp, const struct vs_port *p,
 /* forward.c */
 void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
                       struct vs_pkt *pkts, int n);
+
+/* tx.c */
 int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
                    const struct vs_vnet_hdr *vnet, struct iovec *iov,
                    int iovcnt, uint32_t frame_len);
+void vs_tx(struct vs_dp *dp, struct vs_iface *out,
+           const struct vs_vnet_hdr *vnet, const struct vs_parts *fp);
+void vs_tx_flush(struct vs_dp *dp);
 
 /* io.c */
 int vs_rx_burst(struct vs_dp *dp, struct vs_iface *in);

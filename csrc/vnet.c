@@ -62,6 +62,8 @@ void vs_vnet_complete_csum(struct vs_pkt *pkt)
     while (sum >> 16)
         sum = (sum & 0xffff) + (sum >> 16);
     uint16_t c = (uint16_t)~sum;
+    if (c == 0 && h->csum_offset == 6)
+        c = 0xffff;   /* UDP: 0 would mean "no checksum" */
     pkt->data[field] = (uint8_t)(c >> 8);
     pkt->data[field + 1] = (uint8_t)c;
     h->flags = (uint8_t)((h->flags & ~VNET_F_NEEDS_CSUM) | VNET_F_DATA_VALID);

@@ -53,6 +53,7 @@ enum vs_iface_kind {
 
 /* Interface flags (vs_iface_add). */
 #define VS_IFACE_F_VNET_HDR 1   /* every frame is preceded by a virtio_net_hdr */
+#define VS_IFACE_F_NO_OFFLOAD 2 /* send it no GSO frame, no partial checksum */
 
 /* VLAN modes, as in Open vSwitch's Port table. */
 enum vs_vlan_mode {

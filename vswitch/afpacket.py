@@ -29,14 +29,20 @@ ETH_P_ALL = 0x0003
 RCVBUF = 4 * 1024 * 1024
 
 
-def open_packet_socket(ifname: str, ifindex: int) -> int:
-    """Return a non-blocking AF_PACKET fd bound to the interface."""
+def open_packet_socket(ifname: str, ifindex: int, vnet: bool = True) -> tuple[int, bool]:
+    """Return a non-blocking AF_PACKET fd bound to the interface, and whether
+    it speaks the virtio-net header (without it the engine segments and
+    checksums in software what it sends there)."""
     try:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
     except OSError as e:
         raise VswitchError.from_errno(e.errno or 5, f"open packet socket for {ifname}") from None
     try:
-        s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        if vnet:
+            try:
+                s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            except OSError:
+                vnet = False     # an old kernel: plain frames, software offloads
         s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
@@ -46,4 +52,4 @@ def open_packet_socket(ifname: str, ifindex: int) -> int:
     except OSError as e:
         s.close()
         raise VswitchError.from_errno(e.errno or 5, f"attach to {ifname}") from None
-    return s.detach()
+    return s.detach(), vnet

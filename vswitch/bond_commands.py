@@ -54,7 +54,8 @@ class BondCommands:
 
     # --- members ---------------------------------------------------------------
     def _attach_member(self: "Switch", prt: "PortRuntime", name: str) -> tuple[int, bool]:
-        att = self.factory.create(PortConfig(name=name, type="system"))
+        att = self.factory.create(PortConfig(name=name, type="system",
+                                             offload=prt.cfg.offload))
         iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
         prt.ifaces.append(iface)
         info = links.get_link(name)

@@ -92,6 +92,14 @@ def check_int(value: Any, path: Path, what: str, lo: int, hi: int) -> int:
     return value
 
 
+def check_bool(value: Any, path: Path, what: str) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"{what} must be true or false")
+    return value
+
+
 def check_mac(value: Any, path: Path) -> str:
     if not isinstance(value, str) or not MAC_RE.match(value):
         raise ConfigError(path, f"{value!r} is not a MAC address (like 02:00:00:00:00:01)")
@@ -169,6 +177,7 @@ class PortConfig:
     ip: tuple[str, ...] = ()
     mac: str | None = None
     mtu: int | None = None
+    offload: bool | None = None      # None: on (TSO and checksum offload)
     tag: int | None = None
     trunks: tuple[int, ...] = ()
     vlan_mode: str | None = None
@@ -207,7 +216,7 @@ class PortConfig:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
-        for key in ("netns", "ifname", "mac", "mtu", "tag", "vlan_mode") + BOND_KEYS:
+        for key in ("netns", "ifname", "mac", "mtu", "offload", "tag", "vlan_mode") + BOND_KEYS:
             v = getattr(self, key)
             if v is not None:
                 out[key] = v
@@ -274,8 +283,8 @@ class SwitchConfig:
 
 BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
              "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval")
-PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "tag", "trunks", "vlan_mode",
-             "interfaces") + BOND_KEYS
+PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "trunks",
+             "vlan_mode", "interfaces") + BOND_KEYS
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -324,6 +333,9 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
     mtu = data.get("mtu")
     if mtu is not None:
         mtu = check_int(mtu, path + ("mtu",), "mtu", *MTU_RANGE)
+    offload = data.get("offload")
+    if offload is not None:
+        offload = check_bool(offload, path + ("offload",), "offload")
 
     if ptype == "system":
         for key in ("netns", "ifname", "ip", "mac", "mtu"):
@@ -367,7 +379,7 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
         raise ConfigError(path + ("trunks",), "an access port carries only its tag; "
                           "trunks is not allowed (use a native vlan_mode)")
     return PortConfig(name=name, type=ptype, netns=netns, ifname=ifname, ip=ips, mac=mac,
-                      mtu=mtu, tag=tag, trunks=trunks, vlan_mode=vlan_mode, **bond)
+                      mtu=mtu, offload=offload, tag=tag, trunks=trunks, vlan_mode=vlan_mode, **bond)
 
 
 def parse_bond_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:

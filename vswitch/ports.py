@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from . import links
 from .afpacket import open_packet_socket
 from .config import PortConfig
-from .datapath import IFACE_FD, IFACE_PACKET, VNET_HDR
+from .datapath import IFACE_FD, IFACE_PACKET, NO_OFFLOAD, VNET_HDR
 from .errors import VswitchError
 from .netns import NamespaceRegistry, netns_exists
 from .tap import open_tap
@@ -79,7 +79,7 @@ class PortFactory:
         fd = -1
         try:
             tmp = _temp_tap_name()
-            fd = open_tap(tmp)
+            fd = open_tap(tmp, offloads=cfg.offload is not False)
             links.move_to_netns(tmp, cfg.netns)
             info = links.configure_link(tmp, cfg.netns, new_name=ifname, mac=self._mac(cfg),
                                         mtu=cfg.mtu, ips=cfg.ip)
@@ -89,7 +89,14 @@ class PortFactory:
             if created:
                 self.namespaces.release(cfg.netns)
             raise
-        return Attachment(fd, IFACE_FD, VNET_HDR, info.mtu, ifname, cfg.netns, info.mac)
+        return Attachment(fd, IFACE_FD, self._tap_flags(cfg), info.mtu, ifname, cfg.netns,
+                          info.mac)
+
+    @staticmethod
+    def _tap_flags(cfg: PortConfig) -> int:
+        # offload = false: the namespace segments and checksums itself
+        # (TUNSETOFFLOAD 0), and the engine sends it nothing it would not.
+        return VNET_HDR if cfg.offload is not False else VNET_HDR | NO_OFFLOAD
 
     def _local_tap(self, cfg: PortConfig) -> Attachment:
         name = cfg.device_name
@@ -98,24 +105,25 @@ class PortFactory:
         if links.get_link(name):
             raise VswitchError("EEXIST", f"an interface named {name} already exists in "
                                          "the daemon's namespace")
-        fd = open_tap(name)
+        fd = open_tap(name, offloads=cfg.offload is not False)
         try:
             info = links.configure_link(name, None, mac=self._mac(cfg), mtu=cfg.mtu,
                                         ips=cfg.ip)
         except BaseException:
             os.close(fd)
             raise
-        return Attachment(fd, IFACE_FD, VNET_HDR, info.mtu, name, None, info.mac)
+        return Attachment(fd, IFACE_FD, self._tap_flags(cfg), info.mtu, name, None, info.mac)
 
     # --- system -----------------------------------------------------------------
     def _system(self, cfg: PortConfig) -> Attachment:
         info = links.get_link(cfg.name)
         if info is None:
             raise VswitchError("ENODEV", f"no interface {cfg.name} in the daemon's namespace")
-        fd = open_packet_socket(cfg.name, info.index)
+        fd, vnet = open_packet_socket(cfg.name, info.index, vnet=cfg.offload is not False)
         try:
             links.set_up(cfg.name)
         except BaseException:
             os.close(fd)
             raise
-        return Attachment(fd, IFACE_PACKET, VNET_HDR, info.mtu, cfg.name, None, info.mac)
+        return Attachment(fd, IFACE_PACKET, VNET_HDR if vnet else 0, info.mtu, cfg.name, None,
+                          info.mac)

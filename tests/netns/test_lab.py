@@ -109,3 +109,24 @@ def test_may_exist_is_idempotent(lab):
     assert r.returncode == 1 and "other settings" in r.stderr
     r = lab.ctl("add-br", lab.br, check=False)
     assert r.returncode == 1 and "already exists" in r.stderr
+
+
+def test_port_without_offloads_gets_segments_from_an_offloading_one(lab):
+    h5 = PREFIX + "h5"
+    lab.ctl("add-port", lab.br, "h5", "--netns", h5, "--ip", "10.0.0.5/24", "offload=false")
+    assert lab.port("h5")["offload"] is False
+    server = subprocess.Popen(["ip", "netns", "exec", h5, "iperf3", "-s", "-1", "-p", "5213"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        r = ns(PREFIX + "h1", "iperf3", "-c", "10.0.0.5", "-p", "5213", "-t", "2", "-J",
+               timeout=30)
+        import json
+        assert json.loads(r.stdout)["end"]["sum_received"]["bytes"] > 10_000_000
+    finally:
+        server.wait(timeout=10)
+    stats = {r["port"]: r for r in lab.call("port/stats", bridge=lab.br)}
+    # h1 hands over 64 KB segments; h5 only ever receives MTU-sized frames
+    assert stats["h1"]["rx_bytes"] / stats["h1"]["rx_packets"] > 3000
+    assert stats["h5"]["tx_bytes"] / stats["h5"]["tx_packets"] <= 1514
+    assert stats["h5"]["drops"]["no_gso"] == 0
