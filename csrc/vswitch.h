@@ -240,5 +240,16 @@ int vs_fdb_bench_learn(vs_dp *dp, int br, int port, const uint64_t *keys,
 int vs_fdb_bench_lookup(vs_dp *dp, int br, const uint64_t *keys, int n);
 /* Parse the same frame n times; returns the sum of l3 offsets. */
 long vs_bench_parse(const uint8_t *frame, size_t len, int n);
+/* Dry run: the forwarding path decides everything and counts, but writes
+ * nothing (what vs_bench_forward measures). */
+void vs_dp_set_dry_run(vs_dp *dp, int on);
+/* Run n frames (packed back to back, lengths in lens, each as iface would
+ * read it) through the whole forwarding decision, in batches, rounds times.
+ * Returns the number of frames processed. */
+long vs_bench_forward(vs_dp *dp, int iface, const uint8_t *frames,
+                      const uint32_t *lens, int n, int rounds);
+/* Choose the egress member of bond port for n (vlan << 48 | mac) keys;
+ * returns the sum of the chosen interface ids. */
+long vs_bench_bond_select(vs_dp *dp, int port, const uint64_t *keys, int n);
 
 #endif
