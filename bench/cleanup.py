@@ -16,7 +16,7 @@ import sys
 import traceback
 from typing import Callable
 
-_stack: dict[int, tuple[str, Callable[[], None]]] = {}
+_stack: dict[int, tuple[str, Callable[[], object]]] = {}
 _ids = itertools.count(1)
 _installed = False
 
@@ -26,7 +26,7 @@ _installed = False
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def push(label: str, undo: Callable[[], None]) -> int:
+def push(label: str, undo: Callable[[], object]) -> int:
     """Remember ``undo`` (idempotent, never raising much) until released."""
     install()
     token = next(_ids)
@@ -58,7 +58,7 @@ def run_all() -> None:
         signal.signal(signal.SIGINT, old)
 
 
-def _run(label: str, undo: Callable[[], None]) -> None:
+def _run(label: str, undo: Callable[[], object]) -> None:
     try:
         undo()
     except Exception:  # cleanup goes on with the next resource

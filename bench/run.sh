@@ -34,14 +34,10 @@ if ((${#missing[@]})); then
 fi
 
 # The project venv: vswitchd for the vswitch peer, matplotlib for the chart.
-if [[ ! -x .venv/bin/python ]]; then
-    python3 -m venv .venv
-fi
-if ! .venv/bin/python -c 'import vswitch' 2>/dev/null; then
-    # A failed build must not stop the peers from being measured: the
-    # vswitch runs are then reported as errors.
-    .venv/bin/pip install -q -e . || echo "bench/run.sh: 'pip install -e .' failed; vswitch will not run" >&2
-fi
+# Always through setup.sh, so the engine measured is the one in this tree
+# (it rebuilds the C engine).  A failed build must not stop the peers from
+# being measured: the vswitch runs are then reported as errors.
+scripts/setup.sh || echo "bench/run.sh: scripts/setup.sh failed; vswitch will not run" >&2
 if ! .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
     .venv/bin/pip install -q matplotlib
 fi

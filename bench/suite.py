@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import cleanup, machine, report, topology
-from .measure import frames, iperf, sockperf, trafgen
+from .measure import Result, frames, iperf, sockperf, trafgen
 from .peers import SWITCHES, Switch
 from .proc import BenchError, alive, reap_strays
 from .topology import Names, Topology
@@ -52,16 +52,16 @@ class Ctx:
     dur: Durations
 
 
-def _tcp(streams: int) -> Callable[[Ctx], dict]:
-    def run(c: Ctx) -> dict:
+def _tcp(streams: int) -> Callable[[Ctx], Result]:
+    def run(c: Ctx) -> Result:
         return iperf.run_tcp(ns_a=c.topo.ns_a, ns_b=c.topo.ns_b, pids=c.switch.pids(),
                              has_process=c.switch.has_process, workdir=c.workdir,
                              streams=streams, duration=c.dur.tcp)
     return run
 
 
-def _pps(tag: str, build: Callable[[str, str], str]) -> Callable[[Ctx], dict]:
-    def run(c: Ctx) -> dict:
+def _pps(tag: str, build: Callable[[str, str], str]) -> Callable[[Ctx], Result]:
+    def run(c: Ctx) -> Result:
         config = build(topology.mac(c.topo.ns_a), topology.mac(c.topo.ns_b))
         return trafgen.run_pps(ns_a=c.topo.ns_a, ns_b=c.topo.ns_b, config=config,
                                pids=c.switch.pids(), has_process=c.switch.has_process,
@@ -70,11 +70,11 @@ def _pps(tag: str, build: Callable[[str, str], str]) -> Callable[[Ctx], dict]:
     return run
 
 
-def _rr(c: Ctx) -> dict:
+def _rr(c: Ctx) -> Result:
     return sockperf.run_rr(ns_a=c.topo.ns_a, ns_b=c.topo.ns_b, workdir=c.workdir, duration=c.dur.rr)
 
 
-RUNNERS: dict[str, Callable[[Ctx], dict]] = {
+RUNNERS: dict[str, Callable[[Ctx], Result]] = {
     "tcp1": _tcp(1),
     "tcp4": _tcp(4),
     "udp64": _pps("udp64", lambda a, b: frames.trafgen_bytes(
@@ -103,7 +103,7 @@ def run_switch(name: str, rnd: int, runs: int, tests: list[str], names: Names, w
     topo = Topology(names)
     sw = SWITCHES[name](names, workdir)
 
-    def record(test: str, result: dict | None, error: str | None) -> None:
+    def record(test: str, result: Result | None, error: str | None) -> None:
         records.append({"round": rnd + 1, "switch": name, "test": test,
                         "time": time.strftime("%H:%M:%S"), "error": error,
                         # other load on this shared machine shows here
@@ -120,7 +120,7 @@ def run_switch(name: str, rnd: int, runs: int, tests: list[str], names: Names, w
             topo.check()
             if name not in meta:
                 meta[name] = {"version": sw.version(), "describe": sw.describe()}
-        except (BenchError, OSError) as e:
+        except Exception as e:  # a switch that cannot start fails its round, not the suite
             print(f" FAILED: {e}", flush=True)
             for test in tests:
                 record(test, None, f"start: {e}")
@@ -137,17 +137,21 @@ def run_switch(name: str, rnd: int, runs: int, tests: list[str], names: Names, w
                     raise BenchError(f"switch process {dead} died during {test}")
                 record(test, result, None)
                 print(f" {headline(test, result['metrics'])}", flush=True)
-            except BenchError as e:
+            except Exception as e:  # one failed test (tool error, bad output) is one error entry
                 print(f" FAILED: {e}", flush=True)
-                record(test, None, str(e))
+                record(test, None, f"{type(e).__name__}: {e}" if not isinstance(e, BenchError) else str(e))
                 if any(not alive(p) for p in sw.pids()):
                     for rest in tests[i + 1:]:
                         record(rest, None, "switch died earlier in this round")
                     break
     finally:
-        sw.stop()
-        topo.close()
-        reap_strays()
+        try:
+            sw.stop()
+        except Exception as e:  # the namespaces must go all the same
+            print(f"{tag} teardown failed: {e}", flush=True)
+        finally:
+            topo.close()
+            reap_strays()
     return records
 
 

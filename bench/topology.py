@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import cleanup
 from .proc import BenchError, run, wait_until
@@ -103,9 +104,10 @@ def configure(ns: str, ip: str) -> None:
     run(["ip", "-n", ns, "link", "set", "dev", IFACE, "up"])
 
 
-def link_info(ns: str) -> dict:
+def link_info(ns: str) -> dict[str, Any]:
     out = run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", IFACE]).stdout
-    return json.loads(out)[0]
+    info: dict[str, Any] = json.loads(out)[0]
+    return info
 
 
 def mac(ns: str) -> str:

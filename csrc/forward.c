@@ -77,29 +77,34 @@ static inline bool takes_offloads(const struct vs_iface *out)
     return out->vnet && !out->no_offload;
 }
 
-/* Send pkt out of port op (which carries pkt->vlan or the frame would not
- * have got here for a flood).  unicast: count a VLAN mismatch as a drop. */
-static void output_port(struct vs_dp *dp, struct vs_pkt *pkt,
+/* Send pkt out of port op.  For a flood, a port that does not carry the
+ * VLAN is simply not a destination.  For unicast, a frame that cannot go
+ * at all is the input's drop: returns true when it counted one there. */
+static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
                         struct vs_port *op, bool unicast,
                         struct vs_iface *in)
 {
     if (!vs_vlan_carries(op, pkt->vlan)) {
         if (unicast)
             drop(in, VS_DROP_VLAN);
-        return;
+        return unicast;
     }
-    if (op->n_members == 0 && !unicast)
-        return;  /* a port still being set up, or whose device failed to
-                    attach: nothing to flood to, nothing dropped */
+    if (op->n_members == 0) {
+        if (unicast)
+            drop(in, VS_DROP_NO_MEMBER);
+        return unicast;  /* flood: a port still being set up, or whose device
+                            failed to attach, is no destination */
+    }
     int oi = vs_bond_output_iface(dp, op, pkt);
     if (oi < 0) {
-        drop(in, VS_DROP_NO_MEMBER);
-        return;
+        /* a bond with no usable member */
+        drop(unicast ? in : &dp->ifaces[op->members[0]], VS_DROP_NO_MEMBER);
+        return unicast;
     }
     struct vs_iface *out = &dp->ifaces[oi];
     if (out->failed || !out->enabled) {
         drop(out, VS_DROP_IFACE_DOWN);
-        return;
+        return false;
     }
     if (!takes_offloads(out)) {
         if (vs_vnet_is_gso(&pkt->vnet)) {
@@ -111,7 +116,7 @@ static void output_port(struct vs_dp *dp, struct vs_pkt *pkt,
             if (vs_gso_segment(dp, pkt, emit_segment, &so) < 0)
                 drop(out, VS_DROP_NO_GSO);
             dp->stage_tx = staging;
-            return;
+            return false;
         }
         if (pkt->vnet.flags & VNET_F_NEEDS_CSUM) {
             /* Finished once in the shared buffer, which is right for every
@@ -122,6 +127,7 @@ static void output_port(struct vs_dp *dp, struct vs_pkt *pkt,
         }
     }
     emit(dp, pkt, op, out);
+    return false;
 }
 
 static void flood(struct vs_dp *dp, struct vs_bridge *br, struct vs_pkt *pkt,
@@ -219,17 +225,15 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
         if (learnable(pkt->data + 6))
             fdb_learn(fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
                          br->ports, br->n_ports);
-        if (vs_mac_is_group(pkt->data)) {
-            flood(dp, br, pkt, in);
-            continue;
-        }
-        int64_t s = fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
+        int64_t s = vs_mac_is_group(pkt->data)
+                        ? -1 : fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
         if (s < 0) {
+            in->stats.rx_forwarded++;
             flood(dp, br, pkt, in);
         } else if (fdb->slots[s].port == in->port) {
             drop(in, VS_DROP_SAME_PORT);
-        } else {
-            output_port(dp, pkt, &dp->ports[fdb->slots[s].port], true, in);
+        } else if (!output_port(dp, pkt, &dp->ports[fdb->slots[s].port], true, in)) {
+            in->stats.rx_forwarded++;
         }
     }
     /* The received buffers the queue points into are reused by the next

@@ -88,9 +88,14 @@ enum vs_drop_reason {
     VS_DROP__COUNT = 11
 };
 
+/* Every frame read from an interface is counted once in rx_packets and
+ * then exactly once more: in rx_forwarded (sent on, or flooded, possibly to
+ * nobody) or in one of the drops[] of that interface.  Drops on the way out
+ * (an output that cannot take it) count on the output interface. */
 struct vs_iface_stats {
     uint64_t rx_packets;
     uint64_t rx_bytes;
+    uint64_t rx_forwarded;
     uint64_t tx_packets;
     uint64_t tx_bytes;
     uint64_t drops[VS_DROP_SLOTS];   /* indexed by enum vs_drop_reason */

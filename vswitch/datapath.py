@@ -53,6 +53,7 @@ def mac_str(raw: Iterable[int]) -> str:
 class IfaceStats:
     rx_packets: int = 0
     rx_bytes: int = 0
+    rx_forwarded: int = 0
     tx_packets: int = 0
     tx_bytes: int = 0
     drops: dict[str, int] = field(default_factory=lambda: {r: 0 for r in DROP_REASONS})
@@ -60,6 +61,7 @@ class IfaceStats:
     def __iadd__(self, other: "IfaceStats") -> "IfaceStats":
         self.rx_packets += other.rx_packets
         self.rx_bytes += other.rx_bytes
+        self.rx_forwarded += other.rx_forwarded
         self.tx_packets += other.tx_packets
         self.tx_bytes += other.tx_bytes
         for r, n in other.drops.items():
@@ -68,7 +70,7 @@ class IfaceStats:
 
     def to_json(self) -> dict:
         return {"rx_packets": self.rx_packets, "rx_bytes": self.rx_bytes,
-                "tx_packets": self.tx_packets, "tx_bytes": self.tx_bytes,
+                "rx_forwarded": self.rx_forwarded, "tx_packets": self.tx_packets, "tx_bytes": self.tx_bytes,
                 "drops": dict(self.drops)}
 
 
@@ -202,7 +204,8 @@ class Datapath:
     def iface_stats(self, iface: int) -> IfaceStats:
         raw = ffi.new("struct vs_iface_stats *")
         _check(lib.vs_iface_stats(self._dp, iface, raw), "interface statistics")
-        return IfaceStats(raw.rx_packets, raw.rx_bytes, raw.tx_packets, raw.tx_bytes,
+        return IfaceStats(raw.rx_packets, raw.rx_bytes, raw.rx_forwarded, raw.tx_packets,
+                          raw.tx_bytes,
                           {r: raw.drops[i] for i, r in enumerate(DROP_REASONS)})
 
     def send(self, iface: int, frame: bytes) -> None:

@@ -29,7 +29,7 @@ def ipv4_checksum(header: bytes) -> int:
     total = sum(struct.unpack(f"!{len(header) // 2}H", header))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def udp64(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str) -> bytes:

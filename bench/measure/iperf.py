@@ -10,13 +10,13 @@ from pathlib import Path
 
 from .. import topology
 from ..proc import BenchError, Spawned, run
-from . import cpu
+from . import Result, cpu
 
 PORT = 5201
 
 
 def run_tcp(*, ns_a: str, ns_b: str, pids: list[int], has_process: bool, workdir: Path,
-            streams: int, duration: float) -> dict:
+            streams: int, duration: float) -> Result:
     # -1: serve one test and exit, so nothing lingers in B.
     server = Spawned(["iperf3", "-s", "-1", "-B", topology.IP_B, "-p", str(PORT)],
                      workdir / f"iperf3-server-{streams}.log", ns=ns_b)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import topology
 from ..proc import BenchError, Spawned, run
+from . import Result
 
 PORT = 11111
 
@@ -25,7 +26,7 @@ def parse(text: str) -> dict[str, float]:
     return out
 
 
-def run_rr(*, ns_a: str, ns_b: str, workdir: Path, duration: float) -> dict:
+def run_rr(*, ns_a: str, ns_b: str, workdir: Path, duration: float) -> Result:
     server = Spawned(["sockperf", "server", "-i", topology.IP_B, "-p", str(PORT)],
                      workdir / "sockperf-server.log", ns=ns_b)
     try:

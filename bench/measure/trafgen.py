@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import topology
 from ..proc import BenchError, Spawned
-from . import cpu
+from . import Result, cpu
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def _per_frame_us(seconds: float, frames: int) -> float | None:
 
 
 def run_pps(*, ns_a: str, ns_b: str, config: str, pids: list[int], has_process: bool,
-            workdir: Path, tag: str, duration: float, procs: int = 1, warmup: float = 1.0) -> dict:
+            workdir: Path, tag: str, duration: float, procs: int = 1, warmup: float = 1.0) -> Result:
     cfg = workdir / f"trafgen-{tag}.cfg"
     cfg.write_text(config)
     # -P 1 by default: one generator process, pinned by trafgen to CPU 0

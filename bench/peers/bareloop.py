@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import topology
 from ..proc import BenchError, Spawned, run
+from ..topology import Names
 from .base import Switch
 
 SOURCE = Path(__file__).resolve().parent.parent / "bareloop.c"
@@ -30,8 +31,8 @@ def build() -> Path:
 class Bareloop(Switch):
     name = "bareloop"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, names: Names, workdir: Path) -> None:
+        super().__init__(names, workdir)
         self.proc: Spawned | None = None
         self.ready_line = ""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import cleanup, topology
 from ..proc import BenchError, Spawned, run, wait_until
+from ..topology import Names
 from .base import Switch
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
@@ -30,8 +31,8 @@ class Ovs(Switch):
     name = "ovs"
     tso = False
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, names: Names, workdir: Path) -> None:
+        super().__init__(names, workdir)
         self.dir = self.workdir / self.name
         self.bridge = self.names("ovs")
         self.db: Spawned | None = None

@@ -13,8 +13,11 @@ is /dev/null) and ``-p`` writes the daemon's pid, by which it is stopped.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import topology
 from ..proc import Spawned, read_pidfile, reap_strays, run, stop_pid
+from ..topology import Names
 from .base import Switch
 
 
@@ -22,8 +25,8 @@ class Vde(Switch):
     name = "vde"
     plugs = False
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, names: Names, workdir: Path) -> None:
+        super().__init__(names, workdir)
         self.dir = self.workdir / self.name
         self._pids: list[int] = []
 

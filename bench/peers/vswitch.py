@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import topology
 from ..proc import BenchError, read_pidfile, reap_strays, run, stop_pid
+from ..topology import Names
 from .base import Switch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,8 +41,8 @@ def config_toml(bridge: str, ports: list[tuple[str, str, str]]) -> str:
 class Vswitch(Switch):
     name = "vswitch"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(self, names: Names, workdir: Path) -> None:
+        super().__init__(names, workdir)
         self.dir = self.workdir / self.name
         self.pid: int | None = None
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bench import report, stats
 from bench.measure import cpu, sockperf
 
 
-def runs() -> list[dict]:
+def runs() -> list[dict[str, Any]]:
     out = []
     for rnd, (a, b) in enumerate([(10.0, 20.0), (12.0, 18.0), (11.0, 22.0)], 1):
         out.append({"round": rnd, "switch": "vswitch", "test": "tcp1", "error": None,

@@ -48,6 +48,12 @@ def test_disabled_member_neither_sends_nor_receives(ab):
     engine.dp.set_enabled(m0.iface, False)
     engine.send(h, frame(mac(1), BCAST))
     assert engine.recv_all(m0) == []          # the active one, but disabled
+    # a flood reaching a bond with no usable member: the bond's drop...
+    assert engine.stats(m0).drops["no_member"] == 1
+    assert engine.stats(h).rx_forwarded == 1
+    # ...unicast that can only go there: the input's
+    engine.dp.fdb_add_static(engine.br, bond.port, 0, mac(42))
+    engine.send(h, frame(mac(1), mac(42)))
     assert engine.stats(h).drops["no_member"] == 1
     engine.send(m0, frame(mac(5), BCAST))
     assert engine.recv_all(h) == [] and engine.stats(m0).drops["bond"] == 1
