@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,17 +150,43 @@ void vs_dp_run_periodic(vs_dp *dp)
     pthread_mutex_unlock(&dp->lock);
 }
 
+void vs_dp_set_busy_poll(vs_dp *dp, uint32_t usec)
+{
+    pthread_mutex_lock(&dp->lock);
+    dp->busy_poll_us = usec;
+    pthread_mutex_unlock(&dp->lock);
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void *loop(void *arg)
 {
     struct vs_dp *dp = arg;
     struct epoll_event evs[64];
+    int64_t spin_until = 0;   /* busy-poll window, microseconds */
     while (!dp->stop) {
-        int n = epoll_wait(dp->epfd, evs, 64, PERIODIC_MS);
+        /* Inside the window, poll without sleeping; the lock is not held
+         * while polling, so control calls are not kept waiting. */
+        bool spinning = spin_until && now_us() < spin_until;
+        int n = epoll_wait(dp->epfd, evs, 64, spinning ? 0 : PERIODIC_MS);
         if (n < 0 && errno != EINTR)
             break;
+        if (n == 0 && spinning) {
+            /* Give the core to anyone runnable here (the namespaces'
+             * processes, on a small machine): spinning must only use time
+             * nobody else wants. */
+            sched_yield();
+            continue;
+        }
         pthread_mutex_lock(&dp->lock);
         for (int i = 0; i < n; i++)
             handle_event(dp, &evs[i]);
+        spin_until = n > 0 && dp->busy_poll_us ? now_us() + dp->busy_poll_us : 0;
         int64_t now = vs_now_ms_locked(dp);
         if (now >= dp->next_periodic_ms) {
             run_periodic_locked(dp);

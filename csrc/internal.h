@@ -132,6 +132,7 @@ struct vs_dp {
     int wake_fd;      /* eventfd: wakes the loop (stop) */
     int notify_fd;    /* eventfd: tells the control plane to look */
     int64_t fake_now_ms;
+    uint32_t busy_poll_us;
     int64_t next_periodic_ms;
     uint64_t seed;
 

@@ -41,6 +41,12 @@ from .switch import Switch
 log = logging.getLogger("vswitchd")
 DEFAULT_DB = "/var/lib/vswitch/conf.json"
 DEFAULT_LOG_FILE = "/var/log/vswitch/vswitchd.log"
+# Measured on the 2-core benchmark machine (bench/README.md): polling for
+# 100 us after each burst lets replies and TCP ACKs through without a thread
+# wake-up: request/response latency p50 44 -> 27 us, p99 86 -> 44 us, one
+# TCP stream 14.7 -> 17.5 Gbit/s.  The spin yields the core to anything
+# runnable and stops as soon as traffic pauses longer than the window.
+DEFAULT_BUSY_POLL_US = 100
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="control socket (default $VSWITCH_SOCK or /run/vswitch/vswitchd.sock)")
     ap.add_argument("--detach", action="store_true", help="run in the background")
     ap.add_argument("--pidfile", metavar="PATH", help="write the daemon's pid here")
+    ap.add_argument("--busy-poll-us", type=int, default=DEFAULT_BUSY_POLL_US, metavar="USEC",
+                    help="after forwarding, keep polling this long before sleeping "
+                         f"(default {DEFAULT_BUSY_POLL_US}; 0: never spin)")
     ap.add_argument("--log-level", default="info",
                     choices=["debug", "info", "warning", "error"])
     ap.add_argument("--log-file", metavar="PATH",
@@ -124,7 +133,7 @@ def load_startup_config(args: argparse.Namespace, db: Path) -> SwitchConfig:
 
 
 async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
-                report: Callable[[str | None], None]) -> None:
+                report: Callable[[str | None], None], busy_poll_us: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,6 +145,7 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
     # Subscribed before any port exists, so no link event is missed.
     monitor = LinkMonitor(sw.on_link_event)
     try:
+        dp.set_busy_poll(busy_poll_us)
         dp.start()
         sw.start(cfg)
         monitor.attach(loop)
@@ -170,6 +180,9 @@ def _drain_notify(fd: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not 0 <= args.busy_poll_us <= 1_000_000:
+        print("vswitchd: --busy-poll-us must be between 0 and 1000000", file=sys.stderr)
+        return 1
     db = Path(args.db)
     sock = Path(args.sock or default_sock())
     pidfile = Path(args.pidfile) if args.pidfile else None
@@ -196,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_file or (DEFAULT_LOG_FILE if args.detach else None))
     try:
         import uvloop
-        uvloop.run(serve(cfg, db, sock, pidfile, report))
+        uvloop.run(serve(cfg, db, sock, pidfile, report, args.busy_poll_us))
     except VswitchError:
         return 1
     except Exception:

@@ -126,6 +126,9 @@ class Datapath:
     def now_ms(self) -> int:
         return lib.vs_dp_now_ms(self._dp)
 
+    def set_busy_poll(self, usec: int) -> None:
+        lib.vs_dp_set_busy_poll(self._dp, usec)
+
     def run_periodic(self) -> None:
         lib.vs_dp_run_periodic(self._dp)
 
