@@ -31,7 +31,8 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     pkgs+=("python3-venv:/usr/lib/python3.11/ensurepip/__init__.py")
 fi
 if (( want_test )); then
-    pkgs+=("iperf3:/usr/bin/iperf3" "openvswitch-switch:/usr/sbin/ovs-vswitchd")
+    pkgs+=("iperf3:/usr/bin/iperf3" "openvswitch-switch:/usr/sbin/ovs-vswitchd"
+           "netsniff-ng:/usr/sbin/trafgen")
 fi
 missing=()
 for entry in "${pkgs[@]}"; do

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Daemon, remove_our_leftovers
+from .helpers import PREFIX, ROOT, Daemon, privatize_config, remove_our_leftovers
 
 
 def _can_netns() -> str | None:
@@ -45,3 +45,11 @@ def daemon(tmp_path: Path):
     d = Daemon(tmp_path)
     yield d
     d.stop()
+
+
+@pytest.fixture
+def lab(daemon):
+    """The README's lab (configs/lab.toml) under this session's names."""
+    daemon.start_with(privatize_config(ROOT / "configs" / "lab.toml"))
+    daemon.br = PREFIX + "br0"
+    return daemon

@@ -56,6 +56,16 @@ def ping_eventually(netns: str, addr: str, tries: int = 5) -> bool:
     return any(ping(netns, addr) for _ in range(tries))
 
 
+def wait_for(cond, timeout: float = 5.0) -> bool:
+    """Poll cond() until it is true or the timeout passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
 def netns_list() -> set[str]:
     d = Path("/run/netns")
     return {p.name for p in d.iterdir()} if d.exists() else set()

@@ -206,6 +206,12 @@ def _del_bond_iface(sw: Switch, p: Params) -> None:
     sw.del_bond_iface(bond, member)
 
 
+def _reload(sw: Switch, p: Params) -> dict[str, list[str]]:
+    file = p.opt_str("file")
+    p.done()
+    return sw.reload(file)
+
+
 def _version(sw: Switch, p: Params) -> str:
     p.done()
     return __version__
@@ -234,13 +240,14 @@ METHODS: dict[str, Handler] = {
     "bond/set-active-member": _bond_set_active,
     "bond/enable-member": _bond_enable,
     "bond/disable-member": _bond_disable,
+    "reload": _reload,
     "version": _version,
 }
 
 # Methods that change configuration run one at a time; the rest read only.
 MUTATING = {"add-br", "del-br", "add-port", "del-port", "fdb/add", "fdb/del", "fdb/flush",
             "set", "add-bond", "add-bond-iface", "del-bond-iface", "bond/set-active-member",
-            "bond/enable-member", "bond/disable-member"}
+            "bond/enable-member", "bond/disable-member", "reload"}
 
 
 def dispatch(sw: Switch, method: Any, params: Any) -> Any:

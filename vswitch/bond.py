@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from .config import PortConfig
 from .datapath import Datapath
-from .errors import VswitchError, invalid, not_found
+from .errors import VswitchError, not_found
 
 log = logging.getLogger(__name__)
 BUCKETS = 256

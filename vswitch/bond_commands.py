@@ -58,6 +58,7 @@ class BondCommands:
                                              offload=prt.cfg.offload))
         iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
         prt.ifaces.append(iface)
+        prt.member_index[name] = att.index
         info = links.get_link(name)
         return iface, bool(info and info.up and info.carrier)
 
@@ -79,10 +80,54 @@ class BondCommands:
         bond.start(saved)
 
     def on_link_event(self: "Switch", ev: LinkEvent) -> None:
+        """Link events of the daemon's namespace: carrier for bonds, and
+        devices of system ports and bond members that vanish or come back
+        (a device re-created under the same name is attached again)."""
         for rt in self.bridges.values():
             for prt in rt.ports.values():
-                if prt.bond and ev.name in prt.bond.members and prt.bond.uses_netlink:
-                    prt.bond.link_changed(ev.name, ev.up and ev.exists)
+                if prt.bond and ev.name in prt.bond.members:
+                    self._member_event(prt, ev)
+                elif prt.cfg.type == "system" and prt.cfg.name == ev.name:
+                    self._system_port_event(prt, ev)
+
+    def _system_port_event(self: "Switch", prt: "PortRuntime", ev: LinkEvent) -> None:
+        if not ev.exists:
+            if prt.error is None:
+                prt.error = "interface gone; it is attached again if it comes back"
+                log.warning("port %s: interface deleted", prt.cfg.name)
+            return
+        att = prt.attachment
+        if att is not None and att.index == ev.index and prt.error is None:
+            return
+        for iface in prt.ifaces:
+            self.dp.del_iface(iface)
+        prt.ifaces, prt.attachment = [], None
+        try:
+            self._attach(prt)
+            log.info("port %s: interface back, attached again", prt.cfg.name)
+        except VswitchError as e:
+            prt.error = e.message
+            log.warning("port %s: %s", prt.cfg.name, e.message)
+
+    def _member_event(self: "Switch", prt: "PortRuntime", ev: LinkEvent) -> None:
+        bond = prt.bond
+        assert bond is not None
+        m = bond.members[ev.name]
+        if ev.exists and (m.iface is None or prt.member_index.get(ev.name) != ev.index):
+            # the member's device was re-created: a new socket for the new one
+            if m.iface is not None:
+                self.dp.del_iface(m.iface)
+                prt.ifaces.remove(m.iface)
+                m.iface = None
+            try:
+                iface, _up = self._attach_member(prt, ev.name)
+                m.iface = iface
+                self.dp.set_enabled(iface, m.enabled)
+                log.info("bond %s: member %s attached again", bond.name, ev.name)
+            except VswitchError as e:
+                log.warning("bond %s: member %s: %s", bond.name, ev.name, e.message)
+        if bond.uses_netlink or not ev.exists:
+            bond.link_changed(ev.name, ev.up and ev.exists and m.iface is not None)
 
     # --- lookups ---------------------------------------------------------------
     def _bond(self: "Switch", name: str) -> tuple[str, "PortRuntime"]:

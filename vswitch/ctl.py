@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,6 +47,9 @@ Bonds:
   bond/set-active-member BOND IFACE
   bond/enable-member BOND IFACE
   bond/disable-member BOND IFACE
+Configuration file:
+  reload [FILE]                      apply FILE (default: vswitchd's --config) as one
+                                     transaction: only differences change
 Inspecting:
   show [--json]
   port/stats [BR] [--json]
@@ -233,6 +237,12 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         _no_settings(inv)
         args = _nargs(inv, 0, 1)
         return c, ({"bond": args[0]} if args else {})
+    if c == "reload":
+        _allow_options(inv, set())
+        _no_settings(inv)
+        args = _nargs(inv, 0, 1)
+        # the daemon reads the file: give it a path that does not depend on our cwd
+        return c, ({"file": str(Path(args[0]).resolve())} if args else {})
     if c == "version":
         return c, {}
     if not c:
@@ -250,6 +260,7 @@ PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "fdb/flush": formatting.flushed,
     "bond/show": formatting.bond_show,
     "version": lambda r, p: str(r),
+    "reload": formatting.reloaded,
 }
 
 

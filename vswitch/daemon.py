@@ -133,7 +133,8 @@ def load_startup_config(args: argparse.Namespace, db: Path) -> SwitchConfig:
 
 
 async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
-                report: Callable[[str | None], None], busy_poll_us: int) -> None:
+                report: Callable[[str | None], None], busy_poll_us: int,
+                config_file: Path | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -141,6 +142,8 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
     dp = Datapath()
     namespaces = NamespaceRegistry(db.with_name(db.stem + ".netns.json"))
     sw = Switch(dp, db, namespaces, loop)
+    sw.config_file = config_file
+    loop.add_signal_handler(signal.SIGHUP, _reload_on_hup, sw)
     server = ControlServer(sw, sock)
     # Subscribed before any port exists, so no link event is missed.
     monitor = LinkMonitor(sw.on_link_event)
@@ -170,12 +173,24 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
     log.info("stopped")
 
 
+def _reload_on_hup(sw: Switch) -> None:
+    try:
+        sw.reload(None)
+    except VswitchError as e:
+        log.error("reload on SIGHUP failed, nothing changed: %s", e.message)
+
+
 def _drain_notify(fd: int) -> None:
     try:
         os.read(fd, 8)
     except BlockingIOError:
         return
     log.warning("an interface failed (device gone); see `vswitchctl show`")
+
+
+def _report_to_stderr(error: str | None) -> None:
+    if error:
+        print(f"vswitchd: {error}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,16 +215,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vswitchd: {e.message}", file=sys.stderr)
         return 1
 
-    def report(error: str | None) -> None:
-        if error:
-            print(f"vswitchd: {error}", file=sys.stderr)
-
+    report: Callable[[str | None], None] = _report_to_stderr
     if args.detach:
         report = daemonize()
     setup_logging(args.log_level, args.log_file or (DEFAULT_LOG_FILE if args.detach else None))
     try:
         import uvloop
-        uvloop.run(serve(cfg, db, sock, pidfile, report, args.busy_poll_us))
+        config_file = Path(args.config).resolve() if args.config else None
+        uvloop.run(serve(cfg, db, sock, pidfile, report, args.busy_poll_us, config_file))
     except VswitchError:
         return 1
     except Exception:

@@ -120,3 +120,8 @@ def bond_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
             out.append(f"member {m['name']}: {state} ({', '.join(extra)})")
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def reloaded(result: dict[str, list[str]], params: dict[str, Any]) -> str:
+    from .reload import summary
+    return summary(result)

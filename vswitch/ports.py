@@ -41,6 +41,7 @@ class Attachment:
     device: str           # interface name where it lives
     netns: str | None     # None: the daemon's namespace
     mac: str
+    index: int = 0        # ifindex at attach time: a re-created device has another
 
 
 def _temp_tap_name() -> str:
@@ -90,7 +91,7 @@ class PortFactory:
                 self.namespaces.release(cfg.netns)
             raise
         return Attachment(fd, IFACE_FD, self._tap_flags(cfg), info.mtu, ifname, cfg.netns,
-                          info.mac)
+                          info.mac, info.index)
 
     @staticmethod
     def _tap_flags(cfg: PortConfig) -> int:
@@ -112,7 +113,8 @@ class PortFactory:
         except BaseException:
             os.close(fd)
             raise
-        return Attachment(fd, IFACE_FD, self._tap_flags(cfg), info.mtu, name, None, info.mac)
+        return Attachment(fd, IFACE_FD, self._tap_flags(cfg), info.mtu, name, None, info.mac,
+                          info.index)
 
     # --- system -----------------------------------------------------------------
     def _system(self, cfg: PortConfig) -> Attachment:
@@ -126,4 +128,4 @@ class PortFactory:
             os.close(fd)
             raise
         return Attachment(fd, IFACE_PACKET, VNET_HDR if vnet else 0, info.mtu, cfg.name, None,
-                          info.mac)
+                          info.mac, info.index)

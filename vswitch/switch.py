@@ -43,6 +43,7 @@ class PortRuntime:
     attachment: Attachment | None = None
     error: str | None = None
     bond: Bond | None = None
+    member_index: dict[str, int] = field(default_factory=dict)  # bond member -> ifindex
 
 
 @dataclass
@@ -121,19 +122,63 @@ class Switch(BondCommands):
         be attached keeps its configuration and reports the error."""
         self._persist(cfg)
         for br in cfg.bridges.values():
-            rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging))
-            self.bridges[br.name] = rt
+            self._build_bridge(br, strict=False)
+        self.namespaces.release_all_except(self._netns_in_use(cfg))
+
+    # --- runtime building blocks (no persistence; callers own the transaction) ---
+    def _build_bridge(self, br: BridgeConfig, strict: bool) -> BridgeRuntime:
+        rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging))
+        self.bridges[br.name] = rt
+        try:
             for port in br.ports.values():
-                prt = self._make_port(rt, port)
-                try:
-                    self._attach(prt, strict=False)
-                except VswitchError as e:
-                    prt.error = e.message
-                    log.warning("port %s: %s", port.name, e.message)
-                rt.ports[port.name] = prt
+                self._create_port(rt, port, strict)
             for s in br.static_macs:
                 self._apply_static(br.name, s)
-        self.namespaces.release_all_except(self._netns_in_use(cfg))
+        except BaseException:
+            self._remove_bridge(br.name)
+            raise
+        return rt
+
+    def _remove_bridge(self, name: str) -> None:
+        rt = self.bridges.pop(name)
+        for prt in rt.ports.values():
+            if prt.bond:
+                prt.bond.stop()
+        self.dp.del_bridge(rt.br_id)   # closes every fd of its ports
+
+    def _create_port(self, rt: BridgeRuntime, cfg: PortConfig, strict: bool) -> PortRuntime:
+        """Engine port and devices.  strict: a device that cannot be created
+        is an error (and nothing is left behind); otherwise (start-up) the
+        port keeps its configuration and shows why it is down."""
+        prt = self._make_port(rt, cfg)
+        try:
+            self._attach(prt, strict)
+        except VswitchError as e:
+            if strict:
+                self.dp.del_port(prt.port_id)
+                raise
+            prt.error = e.message
+            log.warning("port %s: %s", cfg.name, e.message)
+        except BaseException:
+            self.dp.del_port(prt.port_id)
+            raise
+        rt.ports[cfg.name] = prt
+        return prt
+
+    def _remove_port(self, rt: BridgeRuntime, name: str) -> PortRuntime:
+        prt = rt.ports.pop(name)
+        if prt.bond:
+            prt.bond.stop()
+        self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
+        return prt
+
+    def _apply_live(self, rt: BridgeRuntime, name: str, cfg: PortConfig) -> None:
+        """Settings a port can change without being recreated (VLAN, bond)."""
+        prt = rt.ports[name]
+        self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
+        prt.cfg = cfg
+        if prt.bond:
+            prt.bond.reconfigure(cfg)
 
     def stop(self) -> None:
         """Close every device and remove the namespaces we created."""
@@ -175,8 +220,7 @@ class Switch(BondCommands):
             raise not_found(f"no bridge named {name}")
         new = self.config.without_bridge(name)
         self._persist(new)  # first: a failure here leaves everything running
-        rt = self.bridges.pop(name)
-        self.dp.del_bridge(rt.br_id)
+        self._remove_bridge(name)
         self.namespaces.release_all_except(self._netns_in_use(new))
 
     def set_bridge(self, name: str, settings: dict[str, Any]) -> None:
@@ -262,6 +306,7 @@ class Switch(BondCommands):
             if existing != cfg and settings:
                 raise exists(f"port {name} already exists on bridge {bridge} with other "
                              "settings (del-port it first, or use set port)")
+            self._revive(bridge, name)
             return
         new_br = replace(br, ports={**br.ports, name: cfg})
         new_cfg = self.config.with_bridge(new_br)
@@ -270,19 +315,10 @@ class Switch(BondCommands):
         except ConfigError as e:
             raise _cfg_error(e) from None
         rt = self.bridges[bridge]
-        prt = self._make_port(rt, cfg)
-        try:
-            self._attach(prt)
-        except BaseException:
-            self.dp.del_port(prt.port_id)
-            raise
-        rt.ports[name] = prt
+        self._create_port(rt, cfg, strict=True)
 
         def undo() -> None:
-            del rt.ports[name]
-            if prt.bond:
-                prt.bond.stop()
-            self.dp.del_port(prt.port_id)
+            self._remove_port(rt, name)
             self._release_netns(cfg, self.config)
         self._commit(new_cfg, undo)
 
@@ -301,13 +337,25 @@ class Switch(BondCommands):
                          static_macs=statics)
         new_cfg = self.config.with_bridge(new_br)
         self._persist(new_cfg)
-        rt = self.bridges[br.name]
-        prt = rt.ports.pop(name)
+        prt = self._remove_port(self.bridges[br.name], name)
         if prt.bond:
-            prt.bond.stop()
             self._forget_bond_state(name)
-        self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
         self._release_netns(cfg, new_cfg)
+
+    def _revive(self, bridge: str, name: str) -> None:
+        """Re-adding a port whose device is gone (its namespace was deleted,
+        say) builds it again, as it is configured."""
+        rt = self.bridges[bridge]
+        prt = rt.ports[name]
+        if self.port_state(prt)[0] == "up" or prt.bond:
+            return
+        self._remove_port(rt, name)
+        try:
+            self._create_port(rt, prt.cfg, strict=True)
+        except BaseException:
+            self._create_port(rt, prt.cfg, strict=False)  # as it was: configured, down
+            raise
+        log.info("port %s re-created", name)
 
     LIVE_PORT_KEYS = ("tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
@@ -343,17 +391,11 @@ class Switch(BondCommands):
             raise _cfg_error(e) from None
         if new == cfg:
             return
-        prt = self.bridges[br.name].ports[name]
-        self.dp.set_vlan(prt.port_id, new.effective_vlan_mode, new.tag, new.trunks)
-        prt.cfg = new
-        if prt.bond:
-            prt.bond.reconfigure(new)
+        rt = self.bridges[br.name]
+        self._apply_live(rt, name, new)
 
         def undo() -> None:
-            self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
-            prt.cfg = cfg
-            if prt.bond:
-                prt.bond.reconfigure(cfg)
+            self._apply_live(rt, name, cfg)
         new_br = replace(br, ports={**br.ports, name: new})
         self._commit(self.config.with_bridge(new_br), undo)
 
@@ -436,6 +478,27 @@ class Switch(BondCommands):
         return {"entries": s.entries, "static_entries": s.static_entries,
                 "max_entries": s.max_entries, "mac_aging": s.aging, "learned": s.learned,
                 "expired": s.expired, "evicted": s.evicted, "moved": s.moved}
+
+    # --- reload ---------------------------------------------------------------------------
+    config_file: Path | None = None   # the --config the daemon started from
+
+    def reload(self, file: str | None) -> dict[str, list[str]]:
+        """Apply a configuration file's differences as one transaction."""
+        from .config_file import ConfigFileError, load_config_file
+        from .reload import apply_config
+        path = Path(file) if file else self.config_file
+        if path is None:
+            raise invalid("no file to reload: vswitchd was not started with --config; "
+                          "name one: vswitchctl reload FILE")
+        try:
+            new = load_config_file(path)
+        except ConfigFileError as e:
+            raise invalid(str(e)) from None
+        changes = apply_config(self, new)
+        if file:
+            self.config_file = path
+        log.info("reloaded %s: %s", path, changes or "nothing changed")
+        return changes
 
     # --- state ------------------------------------------------------------------------------
     def port_state(self, prt: PortRuntime) -> tuple[str, str | None]:

@@ -40,6 +40,8 @@ def config_toml(bridge: str, ports: list[tuple[str, str, str]]) -> str:
 
 class Vswitch(Switch):
     name = "vswitch"
+    #: extra vswitchd options of this variant
+    options: tuple[str, ...] = ()
 
     def __init__(self, names: Names, workdir: Path) -> None:
         super().__init__(names, workdir)
@@ -58,7 +60,8 @@ class Vswitch(Switch):
             (self.names("pb"), ns_b, f"{topology.IP_B}/{topology.PREFIXLEN}"),
         ]))
         res = run([find_vswitchd(), "--config", str(cfg), "--sock", str(self.dir / "vswitchd.sock"),
-                   "--db", str(db), "--pidfile", str(pidfile), "--detach"], check=False, timeout=60)
+                   "--db", str(db), "--pidfile", str(pidfile), "--detach", *self.options],
+                  check=False, timeout=60)
         # Whatever happened, a pidfile means a daemon we must stop later.
         if pidfile.exists():
             self.pid = read_pidfile(pidfile, 2)
@@ -82,4 +85,14 @@ class Vswitch(Switch):
         return f"vswitch {rev}" if rev else "vswitch"
 
     def describe(self) -> str:
-        return "vswitchd from this tree, TAP ports, default config"
+        return "vswitchd from this tree, TAP ports, default config (busy poll 100 us)"
+
+
+class VswitchNoPoll(Vswitch):
+    """The same without busy polling: the thread sleeps whenever its queues
+    are empty.  Shows what the polling window costs and buys."""
+    name = "vswitch-nopoll"
+    options = ("--busy-poll-us", "0")
+
+    def describe(self) -> str:
+        return "vswitchd from this tree, TAP ports, --busy-poll-us 0"

@@ -7,16 +7,9 @@ import socket
 
 import pytest
 
-from ..helpers import PREFIX, ROOT, name, privatize_config
+from ..helpers import PREFIX, name
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def lab(daemon):
-    daemon.start_with(privatize_config(ROOT / "configs" / "lab.toml"))
-    daemon.br = PREFIX + "br0"
-    return daemon
 
 
 def snapshot(d):

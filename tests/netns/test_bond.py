@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ..helpers import PREFIX, name, ping, ping_eventually, sh
+from ..helpers import wait_for, PREFIX, name, ping, ping_eventually, sh
 
 pytestmark = pytest.mark.netns
 
@@ -57,15 +57,6 @@ def learned_port(d, bridge: str, mac: str) -> str | None:
         if r["mac"] == mac:
             return r["port"]
     return None
-
-
-def wait_for(cond, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def test_bond_show(bonded):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 import pytest
 
-from ..helpers import PREFIX, VSWITCHCTL, VSWITCHD, Daemon, netns_list, sh, to_toml
+from ..helpers import PREFIX, VSWITCHCTL, VSWITCHD, Daemon, netns_list, sh
 
 pytestmark = pytest.mark.netns
 

@@ -8,19 +8,12 @@ import time
 
 import pytest
 
-from ..helpers import PREFIX, ROOT, netns_list, ns, ping, ping_eventually, privatize_config
+from ..helpers import PREFIX, netns_list, ns, ping, ping_eventually
 
 pytestmark = pytest.mark.netns
 
 HOSTS = {"h1": "10.0.0.1", "h2": "10.0.0.2", "h3": "10.0.0.3"}
 MACS = {"h1": "02:00:00:00:00:01", "h2": "02:00:00:00:00:02", "h3": "02:00:00:00:00:03"}
-
-
-@pytest.fixture
-def lab(daemon):
-    daemon.start_with(privatize_config(ROOT / "configs" / "lab.toml"))
-    daemon.br = PREFIX + "br0"
-    return daemon
 
 
 def test_all_pairs_ping(lab):

@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import PREFIX, ROOT, name, ns, ping_eventually, privatize_config, sh
+from ..helpers import PREFIX, name, ns, ping_eventually, sh
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def lab(daemon):
-    daemon.start_with(privatize_config(ROOT / "configs" / "lab.toml"))
-    daemon.br = PREFIX + "br0"
-    return daemon
 
 
 @pytest.fixture
