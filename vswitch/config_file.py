@@ -90,7 +90,13 @@ def load_config_file(file: str | FsPath) -> SwitchConfig:
         msg = str(e)
         m = _LINE_COL.search(msg)
         line = int(m.group(1)) if m else 1
-        raise ConfigFileError(name, line, _LINE_COL.sub("", msg).strip()) from None
+        message = _LINE_COL.sub("", msg).strip()
+        # tomllib does not always say which key it means; the line does
+        lines = text.splitlines()
+        k = _KEY.match(lines[line - 1]) if 0 < line <= len(lines) else None
+        if k and k.group("key").strip() not in message:
+            message += f" (key {k.group('key').strip()!r})"
+        raise ConfigFileError(name, line, message) from None
     try:
         return parse_switch(data)
     except ConfigError as e:

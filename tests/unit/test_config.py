@@ -137,3 +137,13 @@ def test_bond_in_a_config_file(tmp_path):
     assert "already used by port 'b1'" in e.message and e.line == 4
     e = error_of(tmp_path, '[bridge.br0.port.p]\nnetns = "n"\nbond_mode = "active-backup"\n')
     assert "is for bonds" in e.message and e.line == 3
+
+
+def test_duplicate_names_in_a_file(tmp_path):
+    # the same bridge (or port) twice is a TOML error, reported with its line
+    e = error_of(tmp_path, GOOD + '\n[bridge.br0]\nmac_aging = 5\n')
+    assert e.line == 8 and "br0" in e.message
+    e = error_of(tmp_path, GOOD + '\n[bridge.br0.port.h1]\nnetns = "x"\n')
+    assert e.line == 8
+    e = error_of(tmp_path, GOOD + 'ip = "10.0.0.9/24"\n')
+    assert e.line == 7 and "ip" in e.message
