@@ -164,11 +164,30 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* How long to keep polling after a burst.  The window follows the gaps
+ * between bursts (a moving average of them, observed whether the thread
+ * was polling or asleep when the next frames came): twice the average gap,
+ * at least 20 us, at most busy_poll_us -- and nothing at all when gaps are
+ * longer than busy_poll_us on average, because polling through gaps it
+ * cannot bridge would only burn a core.  So a request/response exchange
+ * (gaps of tens of microseconds) never sleeps, while a trickle of traffic
+ * never spins. */
+static int64_t poll_window(const struct vs_dp *dp, int64_t avg_gap)
+{
+    int64_t cap = dp->busy_poll_us;
+    if (cap == 0 || avg_gap > cap)
+        return 0;
+    int64_t w = 2 * avg_gap;
+    return w < 20 ? 20 : (w > cap ? cap : w);
+}
+
 static void *loop(void *arg)
 {
     struct vs_dp *dp = arg;
     struct epoll_event evs[64];
-    int64_t spin_until = 0;   /* busy-poll window, microseconds */
+    int64_t spin_until = 0;   /* end of the polling window, microseconds */
+    int64_t idle_since = 0;   /* when the last burst was done */
+    int64_t avg_gap = 1000000;
     while (!dp->stop) {
         /* Inside the window, poll without sleeping; the lock is not held
          * while polling, so control calls are not kept waiting. */
@@ -178,21 +197,29 @@ static void *loop(void *arg)
             break;
         if (n == 0 && spinning) {
             /* Give the core to anyone runnable here (the namespaces'
-             * processes, on a small machine): spinning must only use time
+             * processes, on a small machine): polling must only use time
              * nobody else wants. */
             sched_yield();
             continue;
         }
+        int64_t woke = now_us();
+        if (idle_since) {
+            int64_t gap = woke - idle_since;
+            int64_t cap = 4 * (int64_t)dp->busy_poll_us + 1;
+            avg_gap = (3 * avg_gap + (gap < cap ? gap : cap)) / 4;
+        }
         pthread_mutex_lock(&dp->lock);
         for (int i = 0; i < n; i++)
             handle_event(dp, &evs[i]);
-        spin_until = n > 0 && dp->busy_poll_us ? now_us() + dp->busy_poll_us : 0;
         int64_t now = vs_now_ms_locked(dp);
         if (now >= dp->next_periodic_ms) {
             run_periodic_locked(dp);
             dp->next_periodic_ms = now + PERIODIC_MS;
         }
+        int64_t window = n > 0 ? poll_window(dp, avg_gap) : 0;
         pthread_mutex_unlock(&dp->lock);
+        idle_since = n > 0 ? now_us() : 0;
+        spin_until = window ? idle_since + window : 0;
     }
     return NULL;
 }

@@ -160,9 +160,10 @@ int vs_dp_notify_fd(vs_dp *dp);
 void vs_dp_set_clock(vs_dp *dp, int64_t now_ms);
 int64_t vs_dp_now_ms(vs_dp *dp);
 /* After a wake-up that brought frames, keep polling (without sleeping) for
- * up to usec microseconds before blocking again: a request's reply that
- * comes back within that window is forwarded without a thread wake-up.
- * 0 turns it off. */
+ * a while before blocking again, so a reply or an ACK that comes back soon
+ * is forwarded without a thread wake-up.  The window adapts to the gaps
+ * between bursts; usec caps it, and gaps longer than usec on average turn
+ * polling off.  0 never polls. */
 void vs_dp_set_busy_poll(vs_dp *dp, uint32_t usec);
 /* Run the periodic work (FDB aging) now, as the thread does every second. */
 void vs_dp_run_periodic(vs_dp *dp);

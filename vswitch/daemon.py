@@ -41,12 +41,12 @@ from .switch import Switch
 log = logging.getLogger("vswitchd")
 DEFAULT_DB = "/var/lib/vswitch/conf.json"
 DEFAULT_LOG_FILE = "/var/log/vswitch/vswitchd.log"
-# Measured on the 2-core benchmark machine (bench/README.md): polling for
-# 100 us after each burst lets replies and TCP ACKs through without a thread
-# wake-up: request/response latency p50 44 -> 27 us, p99 86 -> 44 us, one
-# TCP stream 14.7 -> 17.5 Gbit/s.  The spin yields the core to anything
-# runnable and stops as soon as traffic pauses longer than the window.
-DEFAULT_BUSY_POLL_US = 100
+# The cap of the adaptive polling window (csrc/datapath.c, poll_window):
+# traffic whose bursts come less than 200 us apart on average is polled for
+# instead of waited for; anything sparser never makes the thread spin.
+# What it buys on the 2-core benchmark machine is in the README
+# ("Performance": vswitch against vswitch-nopoll).
+DEFAULT_BUSY_POLL_US = 200
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--detach", action="store_true", help="run in the background")
     ap.add_argument("--pidfile", metavar="PATH", help="write the daemon's pid here")
     ap.add_argument("--busy-poll-us", type=int, default=DEFAULT_BUSY_POLL_US, metavar="USEC",
-                    help="after forwarding, keep polling this long before sleeping "
-                         f"(default {DEFAULT_BUSY_POLL_US}; 0: never spin)")
+                    help="cap of the adaptive polling window after a burst "
+                         f"(default {DEFAULT_BUSY_POLL_US}; 0: never poll)")
     ap.add_argument("--log-level", default="info",
                     choices=["debug", "info", "warning", "error"])
     ap.add_argument("--log-file", metavar="PATH",

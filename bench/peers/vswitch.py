@@ -85,7 +85,7 @@ class Vswitch(Switch):
         return f"vswitch {rev}" if rev else "vswitch"
 
     def describe(self) -> str:
-        return "vswitchd from this tree, TAP ports, default config (busy poll 100 us)"
+        return "vswitchd from this tree, TAP ports, default config (adaptive polling, cap 200 us)"
 
 
 class VswitchNoPoll(Vswitch):
