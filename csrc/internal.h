@@ -15,6 +15,9 @@
 
 #define VS_UNUSED 0xffff
 
+/* How often the periodic work (FDB aging) runs, milliseconds. */
+#define VS_PERIODIC_MS 1000
+
 /* Frames read in one go from one interface before the loop moves on: the
  * fairness budget, and the size of the prefetch window of FDB lookups. */
 #define VS_BATCH 32
@@ -199,6 +202,41 @@ void vs_iface_fail(struct vs_dp *dp, struct vs_iface *ifc);
 /* datapath.c */
 int64_t vs_now_ms_locked(struct vs_dp *dp);
 void vs_notify(struct vs_dp *dp);
+
+/* Control-call helpers (lock held): the object for an id, or NULL. */
+static inline struct vs_bridge *get_br(struct vs_dp *dp, int br)
+{
+    if (br < 0 || br >= VS_MAX_BRIDGES)
+        return NULL;
+    return dp->bridges[br];
+}
+
+static inline struct vs_port *get_port(struct vs_dp *dp, int p)
+{
+    if (p < 0 || p >= VS_MAX_PORTS || !dp->ports[p].in_use)
+        return NULL;
+    return &dp->ports[p];
+}
+
+static inline struct vs_iface *get_iface(struct vs_dp *dp, int i)
+{
+    if (i < 0 || i >= VS_MAX_IFACES || !dp->ifaces[i].in_use)
+        return NULL;
+    return &dp->ifaces[i];
+}
+
+#define LOCKED(expr)                       \
+    do {                                   \
+        pthread_mutex_lock(&dp->lock);     \
+        int rc_ = (expr);                  \
+        pthread_mutex_unlock(&dp->lock);   \
+        return rc_;                        \
+    } while (0)
+
+
+void vs_port_release(struct vs_dp *dp, int p);
+void vs_iface_release(struct vs_dp *dp, int i);
+void vs_run_periodic_locked(struct vs_dp *dp);
 
 static inline uint16_t vs_rd16(const uint8_t *p)
 {
