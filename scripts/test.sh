@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-.venv/bin/python -m pytest tests -v -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests bench/tests -v -p no:cacheprovider "$@"
 if [[ "${VSWITCH_SKIP_SANITIZE:-0}" != 1 ]]; then
     echo "== the same engine and namespace tests, engine built with ASan + UBSan"
     scripts/test-sanitize.sh
