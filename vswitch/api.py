@@ -38,10 +38,10 @@ class Params:
             raise invalid(f"{self.method}: parameter {key!r} has the wrong type")
         return value
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         return self._get(key, str, True)
 
-    def opt_str(self, key: str) -> str | None:
+    def opt_text(self, key: str) -> str | None:
         return self._get(key, str, False)
 
     def flag(self, key: str) -> bool:
@@ -50,7 +50,7 @@ class Params:
     def value(self, key: str) -> Any:
         return self._get(key, (str, int), True)
 
-    def str_list(self, key: str) -> list[str]:
+    def text_list(self, key: str) -> list[str]:
         v = self._get(key, list, True)
         if not all(isinstance(x, str) for x in v):
             raise invalid(f"{self.method}: parameter {key!r} must be a list of strings")
@@ -67,7 +67,7 @@ class Params:
 
 
 def _add_br(sw: Switch, p: Params) -> None:
-    name, settings, may = p.str("bridge"), p.settings(), p.flag("may_exist")
+    name, settings, may = p.text("bridge"), p.settings(), p.flag("may_exist")
     p.done()
     bad = set(settings) - {"mac_aging", "mac_table_size"}
     if bad:
@@ -76,7 +76,7 @@ def _add_br(sw: Switch, p: Params) -> None:
 
 
 def _del_br(sw: Switch, p: Params) -> None:
-    name, if_exists = p.str("bridge"), p.flag("if_exists")
+    name, if_exists = p.text("bridge"), p.flag("if_exists")
     p.done()
     sw.del_bridge(name, if_exists)
 
@@ -87,25 +87,25 @@ def _list_br(sw: Switch, p: Params) -> list[str]:
 
 
 def _br_exists(sw: Switch, p: Params) -> bool:
-    name = p.str("bridge")
+    name = p.text("bridge")
     p.done()
     return name in sw.config.bridges
 
 
 def _add_port(sw: Switch, p: Params) -> None:
-    br, port, settings, may = p.str("bridge"), p.str("port"), p.settings(), p.flag("may_exist")
+    br, port, settings, may = p.text("bridge"), p.text("port"), p.settings(), p.flag("may_exist")
     p.done()
     sw.add_port(br, port, settings, may)
 
 
 def _del_port(sw: Switch, p: Params) -> None:
-    br, port, if_exists = p.opt_str("bridge"), p.str("port"), p.flag("if_exists")
+    br, port, if_exists = p.opt_text("bridge"), p.text("port"), p.flag("if_exists")
     p.done()
     sw.del_port(br, port, if_exists)
 
 
 def _list_ports(sw: Switch, p: Params) -> list[str]:
-    br = p.str("bridge")
+    br = p.text("bridge")
     p.done()
     return sw.list_ports(br)
 
@@ -116,43 +116,43 @@ def _show(sw: Switch, p: Params) -> dict[str, Any]:
 
 
 def _fdb_show(sw: Switch, p: Params) -> list[dict[str, Any]]:
-    br = p.str("bridge")
+    br = p.text("bridge")
     p.done()
     return sw.fdb_show(br)
 
 
 def _fdb_flush(sw: Switch, p: Params) -> int:
-    br = p.opt_str("bridge")
+    br = p.opt_text("bridge")
     p.done()
     return sw.fdb_flush(br)
 
 
 def _fdb_add(sw: Switch, p: Params) -> None:
-    br, port, vlan, mac = p.str("bridge"), p.str("port"), p.value("vlan"), p.str("mac")
+    br, port, vlan, mac = p.text("bridge"), p.text("port"), p.value("vlan"), p.text("mac")
     p.done()
     sw.fdb_add(br, port, vlan, mac)
 
 
 def _fdb_del(sw: Switch, p: Params) -> None:
-    br, vlan, mac = p.str("bridge"), p.value("vlan"), p.str("mac")
+    br, vlan, mac = p.text("bridge"), p.value("vlan"), p.text("mac")
     p.done()
     sw.fdb_del(br, vlan, mac)
 
 
 def _fdb_stats(sw: Switch, p: Params) -> dict[str, int]:
-    br = p.str("bridge")
+    br = p.text("bridge")
     p.done()
     return sw.fdb_stats(br)
 
 
 def _port_stats(sw: Switch, p: Params) -> list[dict[str, Any]]:
-    br = p.opt_str("bridge")
+    br = p.opt_text("bridge")
     p.done()
     return sw.port_stats(br)
 
 
 def _set(sw: Switch, p: Params) -> None:
-    table, record, settings = p.str("table"), p.str("record"), p.settings()
+    table, record, settings = p.text("table"), p.text("record"), p.settings()
     p.done()
     if table == "bridge":
         sw.set_bridge(record, settings)
@@ -163,51 +163,51 @@ def _set(sw: Switch, p: Params) -> None:
 
 
 def _add_bond(sw: Switch, p: Params) -> None:
-    br, bond, may = p.str("bridge"), p.str("port"), p.flag("may_exist")
-    members = p.str_list("interfaces")
+    br, bond, may = p.text("bridge"), p.text("port"), p.flag("may_exist")
+    members = p.text_list("interfaces")
     settings = p.settings()
     p.done()
     sw.add_bond(br, bond, members, settings, may)
 
 
 def _bond_show(sw: Switch, p: Params) -> list[dict[str, Any]]:
-    bond = p.opt_str("bond")
+    bond = p.opt_text("bond")
     p.done()
     return sw.bond_show(bond)
 
 
 def _bond_set_active(sw: Switch, p: Params) -> None:
-    bond, member = p.str("bond"), p.str("member")
+    bond, member = p.text("bond"), p.text("member")
     p.done()
     sw.bond_set_active_member(bond, member)
 
 
 def _bond_enable(sw: Switch, p: Params) -> None:
-    bond, member = p.str("bond"), p.str("member")
+    bond, member = p.text("bond"), p.text("member")
     p.done()
     sw.bond_set_member_admin(bond, member, True)
 
 
 def _bond_disable(sw: Switch, p: Params) -> None:
-    bond, member = p.str("bond"), p.str("member")
+    bond, member = p.text("bond"), p.text("member")
     p.done()
     sw.bond_set_member_admin(bond, member, False)
 
 
 def _add_bond_iface(sw: Switch, p: Params) -> None:
-    bond, member = p.str("bond"), p.str("member")
+    bond, member = p.text("bond"), p.text("member")
     p.done()
     sw.add_bond_iface(bond, member)
 
 
 def _del_bond_iface(sw: Switch, p: Params) -> None:
-    bond, member = p.str("bond"), p.str("member")
+    bond, member = p.text("bond"), p.text("member")
     p.done()
     sw.del_bond_iface(bond, member)
 
 
 def _reload(sw: Switch, p: Params) -> dict[str, list[str]]:
-    file = p.opt_str("file")
+    file = p.opt_text("file")
     p.done()
     return sw.reload(file)
 

@@ -259,7 +259,7 @@ class Bond:
         if not enabled:
             return
         held: dict[str, list[int]] = {n: [] for n in enabled}
-        orphans = []
+        orphans: list[int] = []
         for b, owner in enumerate(self.buckets):
             (held[owner] if owner in held else orphans).append(b)
         quota = {n: BUCKETS // len(enabled) + (1 if i < BUCKETS % len(enabled) else 0)

@@ -18,7 +18,13 @@ from .monitor import LinkEvent
 from .store import read_json, write_json
 
 if TYPE_CHECKING:
-    from .switch import PortRuntime, Switch
+    import asyncio
+    from collections.abc import Callable
+
+    from .config import SwitchConfig
+    from .datapath import Datapath
+    from .ports import PortFactory
+    from .switch import BridgeRuntime, PortRuntime
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +33,24 @@ class BondCommands:
     state_path: Path
     state: dict[str, Any]
 
+    if TYPE_CHECKING:   # provided by Switch, the class this one is mixed into
+        dp: Datapath
+        loop: asyncio.AbstractEventLoop | None
+        factory: PortFactory
+        bridges: dict[str, BridgeRuntime]
+        config: SwitchConfig
+
+        def add_port(self, bridge: str, name: str, settings: dict[str, Any],
+                     may_exist: bool) -> None: ...
+
+        def _commit(self, cfg: SwitchConfig, undo: Callable[[], None]) -> None: ...
+
+        def _persist(self, cfg: SwitchConfig) -> None: ...
+
+        def _attach(self, prt: PortRuntime, strict: bool = True) -> None: ...
+
     # --- runtime state -------------------------------------------------------
-    def _read_state(self: "Switch") -> dict[str, Any]:
+    def _read_state(self) -> dict[str, Any]:
         try:
             data = read_json(self.state_path)
         except ValueError:
@@ -36,24 +58,24 @@ class BondCommands:
             data = None
         return data if isinstance(data, dict) else {}
 
-    def _save_state(self: "Switch") -> None:
+    def _save_state(self) -> None:
         try:
             write_json(self.state_path, self.state)
         except OSError as e:
             log.warning("cannot write %s: %s", self.state_path, e)
 
-    def _save_bond_state(self: "Switch", bond: Bond) -> None:
+    def _save_bond_state(self, bond: Bond) -> None:
         bonds = self.state.setdefault("bonds", {})
         if bonds.get(bond.name, {}).get("active") != bond.active:
             bonds[bond.name] = {"active": bond.active}
             self._save_state()
 
-    def _forget_bond_state(self: "Switch", name: str) -> None:
+    def _forget_bond_state(self, name: str) -> None:
         if self.state.get("bonds", {}).pop(name, None) is not None:
             self._save_state()
 
     # --- members ---------------------------------------------------------------
-    def _attach_member(self: "Switch", prt: "PortRuntime", name: str) -> tuple[int, bool]:
+    def _attach_member(self, prt: "PortRuntime", name: str) -> tuple[int, bool]:
         att = self.factory.create(PortConfig(name=name, type="system",
                                              offload=prt.cfg.offload))
         iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
@@ -62,7 +84,7 @@ class BondCommands:
         info = links.get_link(name)
         return iface, bool(info and info.up and info.carrier)
 
-    def _attach_bond(self: "Switch", prt: "PortRuntime", strict: bool) -> None:
+    def _attach_bond(self, prt: "PortRuntime", strict: bool) -> None:
         cfg = prt.cfg
         bond = Bond(cfg.name, cfg, prt.port_id, self.dp, self.loop, self._save_bond_state)
         for name in cfg.interfaces:
@@ -79,7 +101,7 @@ class BondCommands:
         saved = self.state.get("bonds", {}).get(cfg.name, {}).get("active")
         bond.start(saved)
 
-    def on_link_event(self: "Switch", ev: LinkEvent) -> None:
+    def on_link_event(self, ev: LinkEvent) -> None:
         """Link events of the daemon's namespace: carrier for bonds, and
         devices of system ports and bond members that vanish or come back
         (a device re-created under the same name is attached again)."""
@@ -90,7 +112,7 @@ class BondCommands:
                 elif prt.cfg.type == "system" and prt.cfg.name == ev.name:
                     self._system_port_event(prt, ev)
 
-    def _system_port_event(self: "Switch", prt: "PortRuntime", ev: LinkEvent) -> None:
+    def _system_port_event(self, prt: "PortRuntime", ev: LinkEvent) -> None:
         if not ev.exists:
             if prt.error is None:
                 prt.error = "interface gone; it is attached again if it comes back"
@@ -109,7 +131,7 @@ class BondCommands:
             prt.error = e.message
             log.warning("port %s: %s", prt.cfg.name, e.message)
 
-    def _member_event(self: "Switch", prt: "PortRuntime", ev: LinkEvent) -> None:
+    def _member_event(self, prt: "PortRuntime", ev: LinkEvent) -> None:
         bond = prt.bond
         assert bond is not None
         m = bond.members[ev.name]
@@ -130,7 +152,7 @@ class BondCommands:
             bond.link_changed(ev.name, ev.up and ev.exists and m.iface is not None)
 
     # --- lookups ---------------------------------------------------------------
-    def _bond(self: "Switch", name: str) -> tuple[str, "PortRuntime"]:
+    def _bond(self, name: str) -> tuple[str, "PortRuntime"]:
         found = self.config.find_port(name)
         if not found or found[1].type != "bond":
             raise not_found(f"no bond named {name}")
@@ -140,14 +162,14 @@ class BondCommands:
         return br, prt
 
     # --- commands ----------------------------------------------------------------
-    def add_bond(self: "Switch", bridge: str, name: str, interfaces: list[str],
+    def add_bond(self, bridge: str, name: str, interfaces: list[str],
                  settings: dict[str, Any], may_exist: bool) -> None:
         if len(interfaces) < 2:
             raise invalid("add-bond needs at least two interfaces")
         settings = {**settings, "type": "bond", "interfaces": interfaces}
         self.add_port(bridge, name, settings, may_exist)
 
-    def bond_show(self: "Switch", name: str | None) -> list[dict[str, Any]]:
+    def bond_show(self, name: str | None) -> list[dict[str, Any]]:
         if name is not None:
             br, prt = self._bond(name)
             assert prt.bond
@@ -159,17 +181,17 @@ class BondCommands:
                     out.append({"bridge": br, **prt.bond.show()})
         return out
 
-    def bond_set_active_member(self: "Switch", name: str, member: str) -> None:
+    def bond_set_active_member(self, name: str, member: str) -> None:
         _br, prt = self._bond(name)
         assert prt.bond
         prt.bond.set_active_member(member)
 
-    def bond_set_member_admin(self: "Switch", name: str, member: str, up: bool) -> None:
+    def bond_set_member_admin(self, name: str, member: str, up: bool) -> None:
         _br, prt = self._bond(name)
         assert prt.bond
         prt.bond.set_admin(member, up)
 
-    def add_bond_iface(self: "Switch", name: str, member: str) -> None:
+    def add_bond_iface(self, name: str, member: str) -> None:
         br_name, prt = self._bond(name)
         assert prt.bond
         cfg = prt.cfg
@@ -195,7 +217,7 @@ class BondCommands:
             prt.bond.cfg = cfg   # type: ignore[union-attr]
         self._commit(new_cfg, undo)
 
-    def del_bond_iface(self: "Switch", name: str, member: str) -> None:
+    def del_bond_iface(self, name: str, member: str) -> None:
         br_name, prt = self._bond(name)
         cfg = prt.cfg
         if member not in cfg.interfaces:
@@ -213,7 +235,7 @@ class BondCommands:
         prt.bond.cfg = new
         self._detach_member(prt, member)
 
-    def _detach_member(self: "Switch", prt: "PortRuntime", member: str) -> None:
+    def _detach_member(self, prt: "PortRuntime", member: str) -> None:
         assert prt.bond
         m = prt.bond.members.get(member)
         if m is None:

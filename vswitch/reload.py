@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import fields
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from .config import PortConfig, SwitchConfig
@@ -34,7 +35,7 @@ def needs_recreate(old: PortConfig, new: PortConfig, live_keys: tuple[str, ...])
 def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
     """Make the running switch match `new`; returns what changed."""
     old = sw.config
-    undo: list[Callable[[], None]] = []
+    undo: list[Callable[[], object]] = []
     changes: dict[str, list[str]] = {k: [] for k in (
         "bridges_added", "bridges_removed", "bridges_changed", "ports_added",
         "ports_removed", "ports_changed", "ports_recreated")}
@@ -69,32 +70,30 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
         # 1. everything that goes away
         for b in [b for b in old.bridges if b not in new.bridges]:
             sw._remove_bridge(b)
-            undo.append(lambda b=b: sw._build_bridge(old.bridges[b], strict=False))
+            undo.append(partial(sw._build_bridge, old.bridges[b], strict=False))
             changes["bridges_removed"].append(b)
         for b in common:
             ob, nb = old.bridges[b], new.bridges[b]
             rt = sw.bridges[b]
             for s in set(ob.static_macs) - set(nb.static_macs):
                 _del_static(sw, b, s.vlan, s.mac)
-                undo.append(lambda b=b, s=s: sw._apply_static(b, s))
+                undo.append(partial(sw._apply_static, b, s))
             for p in plans[b][0]:
                 sw._remove_port(rt, p)
-                undo.append(lambda rt=rt, p=p, b=b: sw._create_port(
-                    rt, old.bridges[b].ports[p], strict=False))
+                undo.append(partial(sw._create_port, rt, old.bridges[b].ports[p], strict=False))
         # 2. what changes in place
         for b in common:
             ob, nb = old.bridges[b], new.bridges[b]
             rt = sw.bridges[b]
             if (ob.mac_aging, ob.mac_table_size) != (nb.mac_aging, nb.mac_table_size):
                 sw.dp.set_mac_aging(rt.br_id, nb.mac_aging)
-                undo.append(lambda rt=rt, ob=ob: sw.dp.set_mac_aging(rt.br_id, ob.mac_aging))
+                undo.append(partial(sw.dp.set_mac_aging, rt.br_id, ob.mac_aging))
                 sw.dp.set_mac_table_size(rt.br_id, nb.mac_table_size)
-                undo.append(lambda rt=rt, ob=ob: sw.dp.set_mac_table_size(rt.br_id,
-                                                                          ob.mac_table_size))
+                undo.append(partial(sw.dp.set_mac_table_size, rt.br_id, ob.mac_table_size))
                 changes["bridges_changed"].append(b)
             for p in plans[b][1]:
                 sw._apply_live(rt, p, nb.ports[p])
-                undo.append(lambda rt=rt, p=p, ob=ob: sw._apply_live(rt, p, ob.ports[p]))
+                undo.append(partial(sw._apply_live, rt, p, ob.ports[p]))
                 changes["ports_changed"].append(p)
         # 3. what is new
         for b in common:
@@ -102,15 +101,15 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
             rt = sw.bridges[b]
             for p in plans[b][2]:
                 sw._create_port(rt, nb.ports[p], strict=True)
-                undo.append(lambda rt=rt, p=p: sw._remove_port(rt, p))
+                undo.append(partial(sw._remove_port, rt, p))
                 recreated = p in old.bridges[b].ports
                 changes["ports_recreated" if recreated else "ports_added"].append(p)
             for s in set(nb.static_macs) - set(old.bridges[b].static_macs):
                 sw._apply_static(b, s)
-                undo.append(lambda b=b, s=s: _del_static(sw, b, s.vlan, s.mac))
+                undo.append(partial(_del_static, sw, b, s.vlan, s.mac))
         for b in [b for b in new.bridges if b not in old.bridges]:
             sw._build_bridge(new.bridges[b], strict=True)
-            undo.append(lambda b=b: sw._remove_bridge(b))
+            undo.append(partial(sw._remove_bridge, b))
             changes["bridges_added"].append(b)
         for b in common:
             changes["ports_removed"] += [p for p in plans[b][0]
