@@ -131,6 +131,22 @@ def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
 
 
 @netlink_call
+def change_addresses(name: str, netns: str | None, add: tuple[str, ...],
+                     remove: tuple[str, ...]) -> None:
+    """Add and remove addresses (CIDR strings) of an interface."""
+    with _ipr(netns, f"change addresses of {name}") as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise VswitchError("ENODEV", f"no interface {name}")
+        for cidr in remove:
+            addr, _, plen = cidr.partition("/")
+            ipr.addr("del", index=idx[0], address=addr, prefixlen=int(plen))
+        for cidr in add:
+            addr, _, plen = cidr.partition("/")
+            ipr.addr("add", index=idx[0], address=addr, prefixlen=int(plen))
+
+
+@netlink_call
 def set_up(name: str, netns: str | None = None) -> None:
     with _ipr(netns, f"bring up {name}") as ipr:
         idx = ipr.link_lookup(ifname=name)

@@ -2,8 +2,8 @@
 transaction (`vswitchctl reload`, SIGHUP).
 
 Only the differences are applied: a port whose configuration did not change
-is not touched and keeps forwarding.  A port whose VLAN or bond settings
-changed is changed in place; any other change recreates it.  The steps run
+is not touched and keeps forwarding.  A port whose addresses, VLAN or bond
+settings changed is changed in place; any other change recreates it.  The steps run
 in an order that frees resources before they are reused (all removals, then
 in-place changes, then additions), each one recording how to undo itself.
 If a step fails, or the database cannot be written, the undo log runs

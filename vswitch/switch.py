@@ -23,6 +23,7 @@ from typing import Any, Callable
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
                      check_global, check_int, check_mac, parse_bridge, parse_port,
                      MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
+from . import links
 from .bond import Bond
 from .bond_commands import BondCommands
 from .datapath import Datapath, IfaceStats
@@ -173,8 +174,15 @@ class Switch(BondCommands):
         return prt
 
     def _apply_live(self, rt: BridgeRuntime, name: str, cfg: PortConfig) -> None:
-        """Settings a port can change without being recreated (VLAN, bond)."""
+        """Settings a port can change without being recreated: VLAN, bond
+        settings, and the addresses of a TAP or internal port."""
         prt = rt.ports[name]
+        old = prt.cfg
+        if old.ip != cfg.ip and prt.attachment is not None:
+            att = prt.attachment
+            links.change_addresses(att.device, att.netns,
+                                   add=tuple(a for a in cfg.ip if a not in old.ip),
+                                   remove=tuple(a for a in old.ip if a not in cfg.ip))
         self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
         prt.cfg = cfg
         if prt.bond:
@@ -357,13 +365,14 @@ class Switch(BondCommands):
             raise
         log.info("port %s re-created", name)
 
-    LIVE_PORT_KEYS = ("tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
+    LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
                       "bond_miimon_interval", "bond_rebalance_interval")
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
-        """Change VLAN settings live.  An empty value clears a key (tag=,
-        trunks= meaning all VLANs, vlan_mode= meaning the default)."""
+        """Change addresses, VLAN or bond settings live.  An empty value
+        clears a key (tag=, trunks= meaning all VLANs, vlan_mode= meaning
+        the default, ip= no address)."""
         found = self.config.find_port(name)
         if not found:
             raise not_found(f"no port named {name}")

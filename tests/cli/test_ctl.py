@@ -81,6 +81,17 @@ def test_static_fdb_entries_are_kept_across_restarts(lab):
     assert mac not in lab.ctl("fdb/show", lab.br).stdout
 
 
+def test_set_port_changes_addresses_in_place(lab):
+    from ..helpers import ns, ping_eventually
+    lab.ctl("set", "port", "h3", "ip=10.0.0.33/24")
+    addrs = ns(PREFIX + "h3", "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+    assert "10.0.0.33/24" in addrs and "10.0.0.3/24" not in addrs
+    assert ping_eventually(PREFIX + "h1", "10.0.0.33")
+    assert lab.port("h3")["ip"] == ["10.0.0.33/24"] and lab.port("h3")["state"] == "up"
+    lab.restart()
+    assert ping_eventually(PREFIX + "h1", "10.0.0.33")
+
+
 def test_set_bridge_table_size_persists(lab):
     lab.ctl("set", "bridge", lab.br, "mac_table_size=50", "mac_aging=20")
     lab.restart()
@@ -115,7 +126,8 @@ def test_errors_change_nothing(lab):
     fails(lab, "set", "bridge", br, "mac_aging=soon", needle="must be an integer")
     fails(lab, "set", "bridge", br, "speed=10", needle="unknown bridge setting")
     fails(lab, "set", "port", "h1", "speed=10", needle="unknown port setting")
-    fails(lab, "set", "port", "h1", "ip=10.0.0.7/24", needle="cannot be changed live")
+    fails(lab, "set", "port", "h1", "mac=02:00:00:00:00:77", needle="cannot be changed live")
+    fails(lab, "set", "port", "h1", "ip=10.0.0.7", needle="prefix length")
     fails(lab, "set", "port", "h1", "tag=0", needle="out of range")
     fails(lab, "set", "port", "h1", "vlan_mode=access", needle="needs a tag")
     fails(lab, "set", "port", "nope", "tag=5", needle="no port named")

@@ -74,13 +74,16 @@ def test_reload_applies_only_the_differences(running, tmp_path):
     assert [p["name"] for p in running.show()["bridges"][0]["ports"]] == ["h1", "h2", "h4"]
 
 
-def test_vlan_change_by_reload_is_applied_in_place(running):
+def test_vlan_and_address_changes_by_reload_are_applied_in_place(running):
     data = lab()
+    data["bridge"][BR]["port"]["h2"]["ip"] = "10.0.0.22/24"
     data["bridge"][BR]["port"]["h3"]["tag"] = 7
     running.cfg.write_text(to_toml(data))
-    assert "ports changed: h3" in running.ctl("reload").stdout
+    out = running.ctl("reload").stdout
+    assert "ports changed: h2, h3" in out and "recreated" not in out
     assert not ping(PREFIX + "h1", "10.0.0.3", wait=1)
     assert running.port("h3")["tag"] == 7
+    assert ping_eventually(PREFIX + "h1", "10.0.0.22")
 
 
 def test_failed_reload_changes_nothing(running, tmp_path):
