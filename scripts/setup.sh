@@ -42,8 +42,13 @@ done
 if (( ${#missing[@]} )); then
     echo "setup.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Several checkouts on one machine may set up at once: apt takes turns.
+    exec 9>/var/lock/vswitch-setup-apt.lock
+    flock 9
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+    flock -u 9
     # The Debian package starts its own OVS service; our tests run their own
     # ovs-vswitchd in a private directory instead.
     if [[ " ${missing[*]} " == *" openvswitch-switch "* ]]; then

@@ -27,4 +27,11 @@ export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:print_summary=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 cd "$work"
-exec .venv/bin/python -m pytest tests/engine tests/netns -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests/engine tests/netns -q -p no:cacheprovider "$@"
+# Elsewhere, the tests marked "sanitize": hostile input against the parts of
+# the engine that other directories test (flow cache, tunnels, LACP...).
+# Exit status 5 means none is marked yet.
+status=0
+.venv/bin/python -m pytest tests -m sanitize --ignore=tests/engine --ignore=tests/netns \
+    -q -p no:cacheprovider "$@" || status=$?
+[[ $status == 0 || $status == 5 ]] || exit $status
