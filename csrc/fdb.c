@@ -194,6 +194,7 @@ static int new_entry(struct vs_fdb *f, uint64_t key, uint32_t hash,
     x->last_seen = now_s;
     x->is_static = is_static;
     x->in_use = 1;
+    x->remote = VS_FDB_NO_REMOTE;
     if (is_static) {
         x->prev = x->next = VS_FDB_NIL;
         f->n_static++;

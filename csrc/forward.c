@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tunnel.h"
 
 static inline void drop(struct vs_iface *ifc, int reason)
 {
@@ -104,6 +105,11 @@ static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
     struct vs_iface *out = &dp->ifaces[oi];
     if (out->failed || !out->enabled) {
         drop(out, VS_DROP_IFACE_DOWN);
+        return false;
+    }
+    if (out->tun) {
+        /* VXLAN: encapsulation, segmentation and the MTU are tunnel.c's */
+        vs_tunnel_output(dp, pkt, op, out, in, unicast);
         return false;
     }
     if (!takes_offloads(out)) {
@@ -222,9 +228,12 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
                 continue;
             }
         }
-        if (learnable(pkt->data + 6))
+        if (learnable(pkt->data + 6)) {
             fdb_learn(fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
                          br->ports, br->n_ports);
+            if (in->tun)    /* remember which remote the MAC is behind */
+                vs_tunnel_learned(dp, in, fdb, pkt);
+        }
         int64_t s = vs_mac_is_group(pkt->data)
                         ? -1 : fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
         if (s < 0) {

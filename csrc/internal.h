@@ -62,7 +62,8 @@ struct vs_iface {
     uint16_t port;
     uint32_t gen;        /* bumped on reuse: stale epoll events are ignored */
     uint32_t mtu;
-    int fd;
+    int fd;              /* -1 for a tunnel: its socket is shared (tunnel.c) */
+    struct vs_tunnel *tun;   /* VXLAN tunnel state, NULL for other kinds */
     struct vs_iface_stats stats;
 };
 
@@ -149,6 +150,7 @@ struct vs_dp {
     uint8_t *seg_buf;               /* one segment being built (gso.c) */
     bool dry_run;                   /* microbenchmarks: decide, do not write */
     bool stage_tx;                  /* queue AF_PACKET output (tx.c) */
+    struct vs_tunnels *tunnels;     /* tunnel sockets and queues (tunnel.c) */
     int ntx;
     struct vs_txent txq[VS_TXQ];
     struct vs_pkt pkts[VS_BATCH];
@@ -169,6 +171,13 @@ void vs_vnet_complete_csum(struct vs_pkt *pkt);
 bool vs_vnet_is_gso(const struct vs_vnet_hdr *h);
 
 /* gso.c */
+/* Layout of a GSO frame's L3/L4 headers, validated against its length. */
+struct l4_layout {
+    bool v6;
+    uint32_t l3, l4, payload;   /* offsets from the Ethernet header */
+    uint8_t proto;
+};
+bool vs_gso_layout(const struct vs_pkt *pkt, uint8_t gso, struct l4_layout *lay);
 typedef void (*vs_segment_fn)(struct vs_dp *dp, struct vs_pkt *seg, void *ctx);
 /* Cut a GSO frame into MSS-sized frames with complete checksums, calling
  * emit for each; -1 (nothing emitted) when its headers do not allow it. */
@@ -198,6 +207,10 @@ void vs_tx_flush(struct vs_dp *dp);
 /* io.c */
 int vs_rx_burst(struct vs_dp *dp, struct vs_iface *in);
 void vs_iface_fail(struct vs_dp *dp, struct vs_iface *ifc);
+
+/* control.c */
+int vs_iface_add_locked(struct vs_dp *dp, int p, int fd, int kind,
+                        uint32_t flags, uint32_t mtu);
 
 /* datapath.c */
 int64_t vs_now_ms_locked(struct vs_dp *dp);
