@@ -1063,6 +1063,76 @@ void vs_tunnel_learned(struct vs_dp *dp, struct vs_iface *in, struct vs_fdb *fdb
         x->remote = T->rx_remote[idx];
 }
 
+/* What a received frame's inner TCP/UDP checksum says, as metadata.
+ *
+ * A kernel peer hands its vxlan device segments whose inner checksum is
+ * still "partial" (offloaded: the field holds only the pseudo-header sum),
+ * and over a veth underlay they reach our UDP socket that way -- often as
+ * whole 64 KB TCP segments, since the kernel delivers a tunnel GSO packet
+ * to a plain UDP socket without cutting it.  The socket gives the bytes
+ * but loses the offsets that say what is left to do, so they are found
+ * again here: when the field holds exactly the pseudo-header sum, the
+ * frame becomes what a TAP would have handed us (virtio-net NEEDS_CSUM,
+ * and GSO with the MSS the tunnel carries when it is larger than that).
+ * Outputs that take offloads pass it on untouched; the others get it
+ * finished or segmented by the usual code (forward.c, gso.c, output_gso
+ * here).  No byte of payload is read: a complete checksum that happens to
+ * equal the pseudo-header sum is finished to the same value. */
+static void inner_offload(struct vs_pkt *pkt, const struct vs_tunnel *t)
+{
+    struct vs_parsed ps;
+    if (vs_parse(pkt->data, pkt->len, &ps) < 0)
+        return;
+    const uint8_t *d = pkt->data;
+    uint32_t l3 = ps.l3_offset, l4, l4_len;
+    uint8_t proto;
+    uint32_t pseudo;
+    bool v6 = ps.ethertype == 0x86dd;
+    if (ps.ethertype == 0x0800) {
+        if (pkt->len < l3 + 20 || (d[l3] >> 4) != 4)
+            return;
+        uint32_t ihl = (d[l3] & 0xf) * 4u, tot = vs_rd16(d + l3 + 2);
+        if (ihl < 20 || tot < ihl || l3 + tot > pkt->len || (vs_rd16(d + l3 + 6) & 0x3fff))
+            return;   /* fragments: their checksum covers the whole datagram */
+        proto = d[l3 + 9];
+        l4 = l3 + ihl;
+        l4_len = tot - ihl;
+        pseudo = sum_be(d + l3 + 12, 8);
+    } else if (v6) {
+        if (pkt->len < l3 + 40)
+            return;
+        proto = d[l3 + 6];   /* extension headers: left as they are */
+        l4 = l3 + 40;
+        l4_len = vs_rd16(d + l3 + 4);
+        if (l4 + l4_len > pkt->len)
+            return;
+        pseudo = sum_be(d + l3 + 8, 32);
+    } else {
+        return;
+    }
+    uint32_t off;
+    if (proto == 6 && l4_len >= 20)
+        off = 16;
+    else if (proto == 17 && l4_len >= 8)
+        off = 6;
+    else
+        return;
+    if (vs_rd16(d + l4 + off) != (uint16_t)~finish(pseudo + proto + l4_len))
+        return;   /* complete (or wrong): the receiver checks it */
+    struct vs_vnet_hdr *h = &pkt->vnet;
+    h->flags = VNET_F_NEEDS_CSUM;
+    h->csum_start = (uint16_t)l4;
+    h->csum_offset = (uint16_t)off;
+    uint32_t thl = proto == 6 ? (d[l4 + 12] >> 4) * 4u : 8;
+    if (proto == 6 && thl >= 20 && l4 + thl <= pkt->len && pkt->len - l3 > t->mtu &&
+        t->mtu > l4 + thl - l3) {
+        /* a TCP segment larger than one frame of the tunnel */
+        h->gso_type = v6 ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4;
+        h->gso_size = (uint16_t)(t->mtu - (l4 + thl - l3));
+        h->hdr_len = (uint16_t)(l4 + thl);
+    }
+}
+
 /* Count a datagram that goes no further on interface ifc (if any). */
 static inline void rx_drop(struct vs_iface *ifc, int reason, uint32_t len)
 {
@@ -1164,6 +1234,7 @@ void vs_tunnel_rx(struct vs_dp *dp, uint32_t sidx, uint32_t gen)
         memset(&pkt->vnet, 0, sizeof pkt->vnet);
         pkt->data = dp->bufs + (size_t)i * VS_BUF_SIZE + VS_HEADROOM;
         pkt->len = inner;
+        inner_offload(pkt, match->tun);
         T->rx_remote[n] = (uint8_t)rem;
         n++;
     }

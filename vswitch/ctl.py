@@ -33,6 +33,9 @@ Ports:
   add-port BR PORT [--may-exist] [type=tap|internal|system] [--netns NS]
            [--ifname IF] [--ip CIDR]... [--mac MAC] [mtu=N]
            [tag=VLAN] [trunks=LIST] [vlan_mode=MODE]
+  add-port BR PORT type=vxlan remote_ip=IP[,IP...] [local_ip=IP] [key=VNI]
+           [dst_port=4789] [csum=true] [df_default=false] [ttl=64] [mtu=N]
+  set port PORT remote_ip=.. key=.. ...  a tunnel's settings, live
   del-port [BR] PORT [--if-exists]
   list-ports BR
 Bonds:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
                      check_global, check_int, check_mac, parse_bridge, parse_port,
                      MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
-from . import links
+from . import links, vxlan
 from .bond import Bond
 from .bond_commands import BondCommands
 from .datapath import Datapath, IfaceStats
@@ -45,6 +45,7 @@ class PortRuntime:
     error: str | None = None
     bond: Bond | None = None
     member_index: dict[str, int] = field(default_factory=dict)  # bond member -> ifindex
+    tunnel: vxlan.TunnelState | None = None                      # vxlan ports
 
 
 @dataclass
@@ -183,10 +184,31 @@ class Switch(BondCommands):
             links.change_addresses(att.device, att.netns,
                                    add=tuple(a for a in cfg.ip if a not in old.ip),
                                    remove=tuple(a for a in old.ip if a not in cfg.ip))
+        if cfg.type == "vxlan" and old != cfg and prt.ifaces:
+            self._retune_tunnel(rt, prt, cfg)
         self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
         prt.cfg = cfg
         if prt.bond:
             prt.bond.reconfigure(cfg)
+
+    def _retune_tunnel(self, rt: BridgeRuntime, prt: PortRuntime, cfg: PortConfig) -> None:
+        """New remotes in place (learned MACs of remotes that stay are kept);
+        any other tunnel setting replaces the interface on the same port."""
+        old = prt.cfg
+        if vxlan.only_remotes_changed(old, cfg):
+            if old.remote_ip != cfg.remote_ip:
+                self.dp.set_tunnel_remotes(prt.ifaces[0], cfg.remote_ip)
+            return
+        self.dp.del_iface(prt.ifaces[0])
+        prt.ifaces = []
+        try:
+            iface, prt.tunnel = vxlan.attach(self.dp, prt.port_id, cfg)
+        except BaseException:
+            iface, prt.tunnel = vxlan.attach(self.dp, prt.port_id, old)   # as it was
+            prt.ifaces = [iface]
+            raise
+        prt.ifaces = [iface]
+        self.dp.fdb_flush(rt.br_id, prt.port_id)
 
     def stop(self) -> None:
         """Close every device and remove the namespaces we created."""
@@ -291,6 +313,11 @@ class Switch(BondCommands):
         if prt.cfg.type == "bond":
             self._attach_bond(prt, strict)
             return
+        if prt.cfg.type == "vxlan":
+            iface, prt.tunnel = vxlan.attach(self.dp, prt.port_id, prt.cfg)
+            prt.ifaces = [iface]
+            prt.error = None
+            return
         att = self.factory.create(prt.cfg)
         iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
         prt.ifaces = [iface]
@@ -367,7 +394,7 @@ class Switch(BondCommands):
 
     LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
-                      "bond_miimon_interval", "bond_rebalance_interval")
+                      "bond_miimon_interval", "bond_rebalance_interval") + vxlan.LIVE_KEYS
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
@@ -384,7 +411,10 @@ class Switch(BondCommands):
         for key, value in settings.items():
             if key.startswith("bond_") and cfg.type != "bond":
                 raise invalid(f"{key} is for bonds; {name} is a {cfg.type} port")
-            if key not in self.LIVE_PORT_KEYS:
+            if key in vxlan.VXLAN_KEYS and cfg.type != "vxlan":
+                raise invalid(f"{key} is for vxlan ports; {name} is a {cfg.type} port")
+            tunnel_mtu = key == "mtu" and cfg.type == "vxlan"   # the inner MTU: live
+            if key not in self.LIVE_PORT_KEYS and not tunnel_mtu:
                 if key in PortConfig.__dataclass_fields__:
                     raise invalid(f"{key} of a port cannot be changed live "
                                   "(del-port and add-port it again)")
@@ -476,7 +506,8 @@ class Switch(BondCommands):
         rt = self.bridges[bridge]
         names = {p.port_id: n for n, p in rt.ports.items()}
         rows = [{"port": names.get(e.port, str(e.port)), "vlan": e.vlan, "mac": e.mac,
-                 "age": None if e.is_static else e.age, "static": e.is_static}
+                 "age": None if e.is_static else e.age, "static": e.is_static,
+                 "remote": e.remote}
                 for e in self.dp.fdb_dump(rt.br_id)]
         rows.sort(key=lambda r: (r["port"], r["vlan"], r["mac"]))
         return rows
@@ -532,7 +563,14 @@ class Switch(BondCommands):
                 total = IfaceStats()
                 for i in prt.ifaces:
                     total += self.dp.iface_stats(i)
-                rows.append({"bridge": n, "port": pname, **total.to_json()})
+                row = {"bridge": n, "port": pname, **total.to_json()}
+                if prt.cfg.type == "vxlan" and prt.ifaces:
+                    row["remotes"] = [{"remote": r.ip, "source": r.src_ip,
+                                       "rx_packets": r.rx_packets, "rx_bytes": r.rx_bytes,
+                                       "tx_packets": r.tx_packets, "tx_bytes": r.tx_bytes,
+                                       "tx_errors": r.tx_errors}
+                                      for r in self.dp.tunnel_remote_stats(prt.ifaces[0])]
+                rows.append(row)
         return rows
 
     def show(self) -> dict[str, Any]:
@@ -553,6 +591,12 @@ class Switch(BondCommands):
                     entry["device"] = prt.attachment.device
                     entry["device_mac"] = prt.attachment.mac
                     entry["device_mtu"] = prt.attachment.mtu
+                if prt.tunnel and prt.ifaces:
+                    entry["device_mtu"] = prt.tunnel.mtu      # the inner MTU
+                    entry["mtu_from"] = prt.tunnel.mtu_from
+                    note = vxlan.state_note(prt.tunnel, pcfg)
+                    if note:
+                        entry["warning"] = note
                 ports.append(entry)
             out.append({"name": bname, "mac_aging": br.mac_aging,
                         "mac_table_size": br.mac_table_size, "ports": ports})

@@ -18,7 +18,7 @@ from scapy.utils import checksum
 
 from .frames import BCAST, mac
 from .harness import Engine
-from .test_offload import GSO_TCPV4, NEEDS_CSUM, tcp_gso, valid_l4, vnet
+from .test_offload import DATA_VALID, GSO_TCPV4, NEEDS_CSUM, tcp_gso, valid_l4, vnet
 
 LOCAL = "127.0.0.1"
 VNI = 4242
@@ -315,3 +315,46 @@ def test_bad_tunnel_requests_are_refused():
         s.close()
     finally:
         e.close()
+
+
+def test_partial_inner_checksum_becomes_offload_metadata(tun):
+    """What a kernel peer sends over a veth: a 64 KB TCP segment whose
+    checksum holds only the pseudo-header sum.  A port with the virtio-net
+    header gets it whole, as GSO with the tunnel's MSS; one without gets
+    segments with finished checksums."""
+    pkt, l4, raw = tcp_gso(payload=20000)
+    tap = tun.add_port(vnet=True)
+    plain = tun.add_port()
+    tun.remotes[0].send(vxlan_hdr() + raw)
+    (got,) = wait_recv_raw(tap)
+    flags, gso, hdr_len, gso_size, start, off = struct.unpack("<BBHHHH", got[:10])
+    assert (flags, gso, gso_size, start, off) == (NEEDS_CSUM, GSO_TCPV4, 1410, l4, 16)
+    assert got[10:] == raw
+    segs = [Ether(f) for f in wait_recv(plain)]
+    assert len(segs) == -(-20000 // 1410) and all(valid_l4(s) for s in segs)
+    # a small partial segment: finished for the plain port, flagged for the TAP
+    pkt, l4, raw = tcp_gso(payload=100)
+    tun.remotes[0].send(vxlan_hdr() + raw)
+    (got,) = wait_recv_raw(tap)
+    # (finished in place for whichever output needed it first: then valid)
+    assert got[1] == 0 and (got[10:] == raw if got[0] == NEEDS_CSUM
+                            else got[0] == DATA_VALID and valid_l4(Ether(got[10:])))
+    (seg,) = [Ether(f) for f in wait_recv(plain)]
+    assert valid_l4(seg)
+    # a complete checksum is left alone
+    done = bytes(pkt)
+    tun.remotes[0].send(vxlan_hdr() + done)
+    (got,) = wait_recv_raw(tap)
+    assert got[:10] == bytes(10) and got[10:] == done
+
+
+def wait_recv_raw(tp, timeout: float = 5) -> list[bytes]:
+    tp.sock.settimeout(timeout)
+    first = tp.sock.recv(70000)
+    tp.sock.setblocking(False)
+    out = [first]
+    while True:
+        try:
+            out.append(tp.sock.recv(70000))
+        except BlockingIOError:
+            return out
