@@ -594,7 +594,7 @@ class Switch(BondCommands):
                 if prt.tunnel and prt.ifaces:
                     entry["device_mtu"] = prt.tunnel.mtu      # the inner MTU
                     entry["mtu_from"] = prt.tunnel.mtu_from
-                    note = vxlan.state_note(prt.tunnel, pcfg)
+                    note = vxlan.state_note(pcfg)
                     if note:
                         entry["warning"] = note
                 ports.append(entry)

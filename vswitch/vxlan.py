@@ -201,8 +201,17 @@ def only_remotes_changed(old: "PortConfig", new: "PortConfig") -> bool:
                if k != "remote_ip")
 
 
-def state_note(st: TunnelState | None, cfg: "PortConfig") -> str | None:
-    if st and not st.local_ip_present:
+@netlink_call
+def address_present(ip: str) -> bool:
+    with _ipr(None, f"look up address {ip}") as ipr:
+        return any(a.get_attr("IFA_LOCAL") == ip or a.get_attr("IFA_ADDRESS") == ip
+                   for a in ipr.get_addr(family=2))
+
+
+def state_note(cfg: "PortConfig") -> str | None:
+    """What `show` should warn about a tunnel (looked at now: the address
+    may have come or gone since the port was attached)."""
+    if cfg.local_ip and not address_present(cfg.local_ip):
         return (f"local_ip {cfg.local_ip} is on no interface of the daemon's namespace: "
                 "nothing arrives (and the route's source address is used) until it is")
     return None
