@@ -54,6 +54,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -73,6 +74,12 @@
 #define SPORT_MAX 61000
 #define ROUTES_PER_TICK 32   /* remotes whose route is refreshed per second */
 #define VXLAN_FLAG_I 0x08
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
 #define ICMP_DATA_MAX 548    /* 576 - IPv4 header - ICMP header */
 
 struct remote {
@@ -92,9 +99,13 @@ struct vs_tunnel {
     struct remote remotes[VS_MAX_REMOTES];
 };
 
+#define GSO_SOCKS 16          /* UDP GSO: sending sockets, one per source port */
+#define GSO_CHUNK 64          /* segments per UDP_SEGMENT send */
+
 struct tunsock {
     bool in_use;
     int fd;
+    int gso_fds[GSO_SOCKS];   /* UDP GSO senders bound to local_ip; 0: not yet */
     uint32_t gen;
     uint32_t local_ip;
     uint16_t port;
@@ -115,7 +126,18 @@ struct txent {
     uint8_t hdr[HDR_ROOM] __attribute__((aligned(8)));
 };
 
+/* A GSO segment being sent: VXLAN and inner headers, and its payload. */
+struct gso_seg {
+    uint8_t hdr[HDR_ROOM];
+    uint32_t hlen;
+    const uint8_t *payload;
+    uint32_t n;
+    uint32_t isum;            /* sum of the inner frame, for the outer checksum */
+    uint16_t sport;
+};
+
 struct vs_tunnels {
+    struct gso_seg segs[GSO_CHUNK];
     int raw_fd;              /* IPPROTO_RAW: we write the whole IPv4 header */
     int route_fd;            /* UDP, connected only to ask the routing table */
     uint16_t ip_id;
@@ -249,9 +271,14 @@ void vs_tunnels_free(struct vs_dp *dp)
     struct vs_tunnels *T = dp->tunnels;
     if (!T)
         return;
-    for (int i = 0; i < MAX_TUNSOCKS; i++)
-        if (T->socks[i].in_use)
-            close(T->socks[i].fd);
+    for (int i = 0; i < MAX_TUNSOCKS; i++) {
+        if (!T->socks[i].in_use)
+            continue;
+        close(T->socks[i].fd);
+        for (int k = 0; k < GSO_SOCKS; k++)
+            if (T->socks[i].gso_fds[k] > 0)
+                close(T->socks[i].gso_fds[k]);
+    }
     close(T->raw_fd);
     close(T->route_fd);
     free(T);
@@ -303,7 +330,7 @@ static int sock_get(struct vs_dp *dp, struct vs_tunnels *T, uint32_t local_ip,
         return err;
     }
     *s = (struct tunsock){.in_use = true, .fd = fd, .gen = gen, .local_ip = local_ip,
-                          .port = port, .users = 1};
+                          .port = port, .users = 1};   /* gso_fds: none yet */
     return free_idx;
 }
 
@@ -314,6 +341,10 @@ static void sock_put(struct vs_dp *dp, struct vs_tunnels *T, int i)
         return;
     epoll_ctl(dp->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     close(s->fd);
+    for (int k = 0; k < GSO_SOCKS; k++)
+        if (s->gso_fds[k] > 0)
+            close(s->gso_fds[k]);
+    memset(s->gso_fds, 0, sizeof s->gso_fds);
     s->in_use = false;
     s->fd = -1;
 }
@@ -434,7 +465,7 @@ static int tunnel_add_locked(struct vs_dp *dp, int p, const struct vs_tunnel_cfg
     if (port->n_members || port->bond_mode != VS_BOND_NONE)
         return -EBUSY;
     if (!cfg || cfg->vni > 0xffffff || cfg->dst_port == 0 ||
-        (cfg->flags & ~(uint32_t)(VS_TUN_F_CSUM | VS_TUN_F_DF)))
+        (cfg->flags & ~(uint32_t)(VS_TUN_F_CSUM | VS_TUN_F_DF | VS_TUN_F_UDP_GSO)))
         return -EINVAL;
     if (mtu < 68 || mtu > VS_MAX_FRAME - OUTER_HLEN - 64)
         return -EINVAL;
@@ -936,9 +967,100 @@ static void output_frame(struct vs_dp *dp, struct vs_pkt *pkt, bool tagged,
 
 /* A virtio-net GSO frame: cut into segments that fit the inner MTU, each
  * sent to every remote chosen as rewritten headers + a payload slice. */
+/* UDP GSO: the pool of sending sockets of a tunnel socket's address, one
+ * per source port, opened on first use. */
+static int gso_fd(struct vs_tunnels *T, struct tunsock *ts, uint16_t sport)
+{
+    int k = sport % GSO_SOCKS;
+    if (ts->gso_fds[k] > 0)
+        return ts->gso_fds[k];
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1, dont = IP_PMTUDISC_DONT, sz = 4 << 20;
+    setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = ts->local_ip};
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    (void)T;
+    ts->gso_fds[k] = fd;
+    return fd;
+}
+
+/* One sendmsg() with UDP_SEGMENT: m VXLAN datagrams of seg_size bytes
+ * (the last may be shorter), each the segment's headers then its payload
+ * slice; the kernel cuts them apart and writes IP and UDP headers (and the
+ * UDP checksum, or leaves it to the device). */
+static void send_udp_gso(struct vs_dp *dp, struct vs_iface *out, int r,
+                         const struct gso_seg *segs, int m, uint32_t seg_size)
+{
+    struct vs_tunnels *T = dp->tunnels;
+    struct vs_tunnel *t = out->tun;
+    struct remote *rem = &t->remotes[r];
+    struct tunsock *ts = &T->socks[t->sock];
+    int fd = gso_fd(T, ts, segs[0].sport);
+    struct iovec iov[2 * GSO_CHUNK];
+    uint64_t bytes = 0;
+    for (int j = 0; j < m; j++) {
+        iov[2 * j] = (struct iovec){(void *)segs[j].hdr, segs[j].hlen};
+        iov[2 * j + 1] = (struct iovec){(void *)segs[j].payload, segs[j].n};
+        bytes += segs[j].hlen - VXLAN_HLEN + segs[j].n;
+    }
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(t->cfg.dst_port),
+                             .sin_addr.s_addr = rem->ip};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(int))];
+    } c;
+    memset(&c, 0, sizeof c);
+    struct msghdr mh = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = iov,
+                        .msg_iovlen = (size_t)(2 * m), .msg_control = c.buf,
+                        .msg_controllen = sizeof c.buf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t gs = (uint16_t)seg_size;
+    memcpy(CMSG_DATA(cm), &gs, sizeof gs);
+    cm = CMSG_NXTHDR(&mh, cm);
+    cm->cmsg_level = IPPROTO_IP;
+    cm->cmsg_type = IP_TTL;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    int ttl = t->cfg.ttl;
+    memcpy(CMSG_DATA(cm), &ttl, sizeof ttl);
+    ssize_t rc = 0;
+    if (!dp->dry_run) {
+        if (fd < 0)
+            rc = -1;
+        else
+            do {
+                rc = sendmsg(fd, &mh, MSG_DONTWAIT);
+            } while (rc < 0 && errno == EINTR);
+    }
+    if (rc < 0) {
+        out->stats.drops[VS_DROP_TX_ERROR] += (uint64_t)m;
+        rem->tx_errors += (uint64_t)m;
+        return;
+    }
+    out->stats.tx_packets += (uint64_t)m;
+    out->stats.tx_bytes += bytes;
+    rem->tx_packets += (uint64_t)m;
+    rem->tx_bytes += bytes;
+}
+
+/* A virtio-net GSO frame: cut into segments that fit the inner MTU, each
+ * sent to every remote chosen as rewritten headers + a payload slice: in
+ * the raw socket's queue, or (udp_gso) GSO_CHUNK at a time in one
+ * UDP_SEGMENT send per remote. */
 static void output_gso(struct vs_dp *dp, struct vs_pkt *pkt, bool tagged,
                        struct vs_iface *out, int only)
 {
+    struct vs_tunnels *T = dp->tunnels;
     struct vs_tunnel *t = out->tun;
     uint8_t gso = pkt->vnet.gso_type & ~VNET_GSO_ECN;
     struct l4_layout lay;
@@ -947,10 +1069,22 @@ static void output_gso(struct vs_dp *dp, struct vs_pkt *pkt, bool tagged,
         return;
     }
     bool tcp = gso != VNET_GSO_UDP_L4;
+    bool udp_gso = tcp && (t->cfg.flags & (VS_TUN_F_UDP_GSO | VS_TUN_F_DF)) == VS_TUN_F_UDP_GSO;
     uint32_t hl = lay.payload - lay.l3;      /* L3 + L4 headers */
     uint32_t mss = pkt->vnet.gso_size;
-    if (tcp && hl + mss > t->mtu)
-        mss = t->mtu > hl ? t->mtu - hl : 0;   /* cut to the inner MTU */
+    /* cut to the inner MTU; with UDP GSO also to what the route carries,
+     * since every datagram of the send must fit it whole */
+    uint32_t limit = t->mtu;
+    if (udp_gso) {
+        uint32_t l2 = 14 + (tagged ? 4 : 0) + (lay.l3 - (pkt->tag_len ? pkt->payload_off : 12) - 2);
+        for (int r = 0; r < t->n_remotes; r++) {
+            uint32_t om = outer_mtu(t, &t->remotes[r]);
+            if (om < OUTER_HLEN + l2 + limit)
+                limit = om > OUTER_HLEN + l2 ? om - OUTER_HLEN - l2 : 0;
+        }
+    }
+    if (tcp && hl + mss > limit)
+        mss = limit > hl ? limit - hl : 0;
     uint32_t total = pkt->len - lay.payload;
     uint32_t nseg = total == 0 ? 1 : (mss ? (total + mss - 1) / mss : 0);
     if (mss == 0 || nseg > MAX_SEGMENTS) {
@@ -966,59 +1100,87 @@ static void output_gso(struct vs_dp *dp, struct vs_pkt *pkt, bool tagged,
     uint16_t ip_id = lay.v6 ? 0 : vs_rd16(d + lay.l3 + 4);
     uint8_t tcp_flags = tcp ? d[lay.l4 + 13] : 0;
     uint16_t sport = flow_sport(dp, pkt);
-    uint32_t psum = 0;   /* pseudo-header addresses of the inner L4 checksum */
-    psum = lay.v6 ? sum_be(tmpl + l3 + 8, 32) : sum_be(tmpl + l3 + 12, 8);
+    /* pseudo-header addresses of the inner L4 checksum */
+    uint32_t psum = lay.v6 ? sum_be(tmpl + l3 + 8, 32) : sum_be(tmpl + l3 + 12, 8);
     int first = only >= 0 ? only : 0, last = only >= 0 ? only : t->n_remotes - 1;
+    uint32_t chunk = GSO_CHUNK;
+    if (udp_gso) {
+        vs_tunnel_flush(dp);   /* what was queued before leaves before */
+        /* one send carries at most 64 KB of UDP payload */
+        uint32_t fit = 65000 / (VXLAN_HLEN + hlen + mss);
+        chunk = fit < chunk ? (fit ? fit : 1) : chunk;
+    }
 
-    for (uint32_t i = 0; i < nseg; i++) {
-        uint32_t off = i * mss;
-        uint32_t n = total - off < mss ? total - off : mss;
-        const uint8_t *payload = d + lay.payload + off;
-        uint32_t l4_len = hlen - l4 + n;
-        uint8_t *h = tmpl;
-        if (lay.v6) {
-            wr16(h + l3 + 4, (uint16_t)l4_len);
-        } else {
-            wr16(h + l3 + 2, (uint16_t)(hlen - l3 + n));
-            wr16(h + l3 + 4, (uint16_t)(ip_id + i));
-            wr16(h + l3 + 10, 0);
-            wr16(h + l3 + 10, finish(sum_be(h + l3, l4 - l3)));
+    for (uint32_t base = 0; base < nseg; base += chunk) {
+        int m = nseg - base < chunk ? (int)(nseg - base) : (int)chunk;
+        struct gso_seg *segs = T->segs;
+        for (int j = 0; j < m; j++) {
+            uint32_t i = base + (uint32_t)j;
+            uint32_t off = i * mss;
+            uint32_t n = total - off < mss ? total - off : mss;
+            const uint8_t *payload = d + lay.payload + off;
+            uint32_t l4_len = hlen - l4 + n;
+            uint8_t *h = tmpl;
+            if (lay.v6) {
+                wr16(h + l3 + 4, (uint16_t)l4_len);
+            } else {
+                wr16(h + l3 + 2, (uint16_t)(hlen - l3 + n));
+                wr16(h + l3 + 4, (uint16_t)(ip_id + i));
+                wr16(h + l3 + 10, 0);
+                wr16(h + l3 + 10, finish(sum_be(h + l3, l4 - l3)));
+            }
+            uint32_t csum_at;
+            if (!tcp) {
+                wr16(h + l4 + 4, (uint16_t)l4_len);
+                csum_at = l4 + 6;
+            } else {
+                wr32(h + l4 + 4, seq + off);
+                uint8_t flags = tcp_flags;
+                if (i + 1 < nseg)
+                    flags &= (uint8_t)~0x09;   /* FIN, PSH only on the last */
+                if (i > 0)
+                    flags &= (uint8_t)~0x80;   /* CWR only on the first */
+                h[l4 + 13] = flags;
+                csum_at = l4 + 16;
+            }
+            wr16(h + csum_at, 0);
+            uint32_t pay = sum_be(payload, n);
+            uint32_t s = psum + lay.proto + l4_len + sum_be(h + l4, hlen - l4);
+            s = sum_at(s, pay, hlen - l4);
+            uint16_t c = finish(s);
+            if (c == 0 && !tcp)
+                c = 0xffff;
+            wr16(h + csum_at, c);
+            struct gso_seg *g = &segs[j];
+            /* a VXLAN header, then the segment's headers */
+            memcpy(g->hdr, (const uint8_t[8]){VXLAN_FLAG_I, 0, 0, 0,
+                                              (uint8_t)(t->cfg.vni >> 16),
+                                              (uint8_t)(t->cfg.vni >> 8),
+                                              (uint8_t)t->cfg.vni, 0}, VXLAN_HLEN);
+            memcpy(g->hdr + VXLAN_HLEN, h, hlen);
+            g->hlen = VXLAN_HLEN + hlen;
+            g->payload = payload;
+            g->n = n;
+            g->sport = sport;
+            g->isum = (t->cfg.flags & VS_TUN_F_CSUM) ? sum_at(sum_be(h, hlen), pay, hlen) : 0;
         }
-        uint32_t csum_at;
-        if (!tcp) {
-            wr16(h + l4 + 4, (uint16_t)l4_len);
-            csum_at = l4 + 6;
-        } else {
-            wr32(h + l4 + 4, seq + off);
-            uint8_t flags = tcp_flags;
-            if (i + 1 < nseg)
-                flags &= (uint8_t)~0x09;   /* FIN, PSH only on the last */
-            if (i > 0)
-                flags &= (uint8_t)~0x80;   /* CWR only on the first */
-            h[l4 + 13] = flags;
-            csum_at = l4 + 16;
-        }
-        wr16(h + csum_at, 0);
-        uint32_t pay = sum_be(payload, n);
-        uint32_t s = psum + lay.proto + l4_len + sum_be(h + l4, hlen - l4);
-        s = sum_at(s, pay, hlen - l4);
-        uint16_t c = finish(s);
-        if (c == 0 && !tcp)
-            c = 0xffff;
-        wr16(h + csum_at, c);
-        uint32_t isum = 0;
-        if (t->cfg.flags & VS_TUN_F_CSUM)
-            isum = sum_at(sum_be(h, hlen), pay, hlen);
         for (int r = first; r <= last; r++) {
-            struct txent *e = tx_slot(dp, slots_needed(t, &t->remotes[r],
-                                                       OUTER_HLEN + hlen + n));
-            if (!e) {
-                out->stats.drops[VS_DROP_OVERSIZE]++;
+            if (udp_gso) {
+                send_udp_gso(dp, out, r, segs, m, VXLAN_HLEN + hlen + mss);
                 continue;
             }
-            outer_hdr(e->hdr, t, &t->remotes[r], hlen + n, sport, isum);
-            memcpy(e->hdr + OUTER_HLEN, h, hlen);
-            commit(dp, out, r, OUTER_HLEN + hlen, payload, n);
+            for (int j = 0; j < m; j++) {
+                struct gso_seg *g = &segs[j];
+                struct txent *e = tx_slot(dp, slots_needed(t, &t->remotes[r],
+                                                           OUTER_HLEN + hlen + g->n));
+                if (!e) {
+                    out->stats.drops[VS_DROP_OVERSIZE]++;
+                    continue;
+                }
+                outer_hdr(e->hdr, t, &t->remotes[r], hlen + g->n, sport, g->isum);
+                memcpy(e->hdr + OUTER_HLEN, g->hdr + VXLAN_HLEN, hlen);
+                commit(dp, out, r, OUTER_HLEN + hlen, g->payload, g->n);
+            }
         }
     }
 }
@@ -1117,7 +1279,8 @@ static void inner_offload(struct vs_pkt *pkt, const struct vs_tunnel *t)
         off = 6;
     else
         return;
-    if (vs_rd16(d + l4 + off) != (uint16_t)~finish(pseudo + proto + l4_len))
+    uint16_t partial = (uint16_t)(0xffff ^ finish(pseudo + proto + l4_len));
+    if (vs_rd16(d + l4 + off) != partial)
         return;   /* complete (or wrong): the receiver checks it */
     struct vs_vnet_hdr *h = &pkt->vnet;
     h->flags = VNET_F_NEEDS_CSUM;

@@ -199,6 +199,7 @@ class PortConfig:
     csum: bool | None = None
     df_default: bool | None = None
     ttl: int | None = None
+    udp_gso: bool | None = None
 
     def bond_setting(self, key: str) -> Any:
         """A bond key's value, or its default (Open vSwitch's)."""
@@ -294,7 +295,7 @@ class SwitchConfig:
 
 BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
              "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval")
-VXLAN_SCALARS = ("local_ip", "key", "dst_port", "csum", "df_default", "ttl")
+VXLAN_SCALARS = ("local_ip", "key", "dst_port", "csum", "df_default", "ttl", "udp_gso")
 PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "trunks",
              "vlan_mode", "interfaces") + BOND_KEYS + ("remote_ip",) + VXLAN_SCALARS
 

@@ -35,6 +35,7 @@ Ports:
            [tag=VLAN] [trunks=LIST] [vlan_mode=MODE]
   add-port BR PORT type=vxlan remote_ip=IP[,IP...] [local_ip=IP] [key=VNI]
            [dst_port=4789] [csum=true] [df_default=false] [ttl=64] [mtu=N]
+           [udp_gso=false]
   set port PORT remote_ip=.. key=.. ...  a tunnel's settings, live
   del-port [BR] PORT [--if-exists]
   list-ports BR

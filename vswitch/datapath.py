@@ -248,14 +248,15 @@ class Datapath:
     # --- VXLAN tunnels -------------------------------------------------------------
     def add_tunnel(self, port: int, vni: int, remotes: Iterable[str], local_ip: str | None,
                    dst_port: int, mtu: int, ttl: int = 0, csum: bool = True,
-                   df: bool = False) -> int:
+                   df: bool = False, udp_gso: bool = False) -> int:
         """Attach a VXLAN tunnel interface to port; returns its interface id."""
         cfg = ffi.new("struct vs_tunnel_cfg *")
         cfg.vni = vni
         cfg.local_ip = ip_be(local_ip)
         cfg.dst_port = dst_port
         cfg.ttl = ttl
-        cfg.flags = (lib.VS_TUN_F_CSUM if csum else 0) | (lib.VS_TUN_F_DF if df else 0)
+        cfg.flags = ((lib.VS_TUN_F_CSUM if csum else 0) | (lib.VS_TUN_F_DF if df else 0)
+                     | (lib.VS_TUN_F_UDP_GSO if udp_gso else 0))
         ips = [ip_be(r) for r in remotes]
         arr = ffi.new("uint32_t[]", ips)
         what = f"open VXLAN socket {local_ip or '0.0.0.0'}:{dst_port}"

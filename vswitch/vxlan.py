@@ -12,6 +12,9 @@ A port of type ``vxlan`` has Open vSwitch's option names:
                 frames too big for the tunnel are then dropped, not
                 fragmented)
     ttl         of the outer header (default 64)
+    udp_gso     send a 64 KB TCP segment from a TAP as one UDP_SEGMENT send
+                per remote instead of one datagram per segment (default false;
+                vswitch's own option: see the README for when it pays)
     mtu         the inner MTU (default: the underlay's minus 50)
 
 The engine (csrc/tunnel.c) does the datapath; here: validating settings
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
     from .config import PortConfig, SwitchConfig
     from .datapath import Datapath
 
-VXLAN_KEYS = ("remote_ip", "local_ip", "key", "dst_port", "csum", "df_default", "ttl")
+VXLAN_KEYS = ("remote_ip", "local_ip", "key", "dst_port", "csum", "df_default", "ttl",
+              "udp_gso")
 # Settings that `set port` changes on a running tunnel (the interface is
 # replaced in place when anything but the remotes changes).
 LIVE_KEYS = VXLAN_KEYS
@@ -100,7 +104,7 @@ def parse_vxlan_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
     if data.get("dst_port") is not None:
         out["dst_port"] = check_int(data["dst_port"], path + ("dst_port",), "dst_port",
                                     1, 65535)
-    for key in ("csum", "df_default"):
+    for key in ("csum", "df_default", "udp_gso"):
         if data.get(key) is not None:
             out[key] = check_bool(data[key], path + (key,), key)
     if data.get("ttl") is not None:
@@ -186,7 +190,8 @@ def attach(dp: "Datapath", port_id: int, cfg: "PortConfig") -> tuple[int, Tunnel
     try:
         iface = dp.add_tunnel(port_id, cfg.key or 0, cfg.remote_ip, cfg.local_ip,
                               cfg.dst_port or DEFAULT_DST_PORT, st.mtu, ttl=cfg.ttl or 0,
-                              csum=cfg.csum is not False, df=bool(cfg.df_default))
+                              csum=cfg.csum is not False, df=bool(cfg.df_default),
+                              udp_gso=bool(cfg.udp_gso))
     except VswitchError as e:
         if e.code == "EEXIST":
             raise VswitchError("EEXIST", f"another vxlan port already receives VNI "

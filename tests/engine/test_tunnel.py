@@ -224,7 +224,12 @@ def test_bad_datagrams_are_counted_by_reason(tun):
         stranger.close()
 
 
-def test_gso_segments_fit_the_inner_mtu_with_valid_checksums(tun):
+@pytest.mark.parametrize("udp_gso", [False, True])
+def test_gso_segments_fit_the_inner_mtu_with_valid_checksums(tun, udp_gso):
+    if udp_gso:   # the same, sent with UDP_SEGMENT: the kernel cuts the datagrams
+        tun.dp.del_iface(tun.tif)
+        tun.tif = tun.dp.add_tunnel(tun.tport, VNI, [r.ip for r in tun.remotes], LOCAL,
+                                    tun.udp_port, mtu=1450, udp_gso=True)
     pkt, l4, raw = tcp_gso(payload=20000)
     tun.dp.fdb_add_static(tun.br, tun.tport, 0, mac(2))   # static: every remote
     hdr = vnet(NEEDS_CSUM, GSO_TCPV4, 54, 1448, l4, 16)
@@ -241,6 +246,8 @@ def test_gso_segments_fit_the_inner_mtu_with_valid_checksums(tun):
         seqs = [s[TCP].seq for s in segs]
         assert seqs == [1_000_000 + i * 1410 for i in range(len(segs))]
         assert [s[IP].id for s in segs] == [100 + i for i in range(len(segs))]
+    per = {x.ip: x for x in tun.dp.tunnel_remote_stats(tun.tif)}
+    assert all(p.tx_packets == len(segs) and p.tx_errors == 0 for p in per.values())
 
 
 def test_too_big_with_df_gets_frag_needed_back(tun):

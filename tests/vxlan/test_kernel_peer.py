@@ -100,3 +100,17 @@ def test_mtu_frag_needed_with_df_and_outer_fragments_without(site):
     assert r.returncode == 0, r.stdout + r.stderr
     # and the kernel answered our 1450-byte frames without fragmenting them
     assert ping(d.h1, f"{d.over}.2")
+
+
+def test_udp_gso_toward_the_kernel(site):
+    """udp_gso=true: a TAP's 64 KB segments leave as UDP_SEGMENT sends; the
+    kernel peer takes them like any datagrams."""
+    d, _ = site
+    start(d, udp_gso=True)
+    assert ping_eventually(d.h1, f"{d.over}.2", tries=10)
+    fwd = received_bytes(iperf(d.h1, d.kh, f"{d.over}.2", 5303))
+    assert fwd > 5_000_000, fwd
+    vx = next(r for r in d.call("port/stats", bridge=d.br) if r["port"] == "vx")
+    (remote,) = vx["remotes"]
+    assert remote["tx_packets"] > 1000 and remote["tx_errors"] == 0
+    assert d.port("vx")["udp_gso"] is True
