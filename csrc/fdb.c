@@ -330,8 +330,10 @@ int fdb_resize(struct vs_fdb *f, uint32_t max_entries,
     for (int p = 0; p < VS_MAX_PORTS; p++) {
         for (uint32_t e = f->lru_head[p]; e != VS_FDB_NIL; e = f->ents[e].next) {
             struct vs_fdb_ent *x = &f->ents[e];
-            new_entry(&next, x->key, fdb_hash(&next, x->key), x->port,
-                      x->last_seen, false, NULL, 0);
+            uint32_t h = fdb_hash(&next, x->key);
+            new_entry(&next, x->key, h, x->port, x->last_seen, false, NULL, 0);
+            /* a tunnel port's entries keep the remote they were learned from */
+            next.ents[next.slots[fdb_find(&next, x->key, h)].entry].remote = x->remote;
         }
     }
     fdb_destroy(f);

@@ -365,3 +365,10 @@ def wait_recv_raw(tp, timeout: float = 5) -> list[bytes]:
             out.append(tp.sock.recv(70000))
         except BlockingIOError:
             return out
+
+
+def test_resizing_the_table_keeps_learned_remotes(tun):
+    tun.remotes[1].send(vxlan_hdr() + bytes(Ether(src=mac(7), dst=BCAST) / ARP()))
+    wait_recv(tun.local)
+    tun.dp.set_mac_table_size(tun.br, 100)
+    assert [e.remote for e in tun.dp.fdb_dump(tun.br) if e.mac == mac(7)] == ["127.0.0.3"]
