@@ -286,7 +286,7 @@ void vs_iface_release(struct vs_dp *dp, int i)
     for (int b = 0; b < VS_SLB_BUCKETS; b++)
         if (port->slb_bucket[b] == i)
             port->slb_bucket[b] = VS_UNUSED;
-    if (ifc->tun)
+    if (ifc->kind == VS_IFACE_VXLAN)
         vs_tunnel_release(dp, ifc);   /* its socket may be shared: fd is -1 */
     if (ifc->fd >= 0) {
         if (!ifc->failed)
@@ -437,7 +437,7 @@ static int iface_send_locked(struct vs_dp *dp, int i, const uint8_t *frame,
         return -EINVAL;
     if (ifc->failed)
         return -ENETDOWN;
-    if (ifc->tun)
+    if (ifc->kind == VS_IFACE_VXLAN)
         return -EOPNOTSUPP;
     /* The caller's bytes already hold the header when the interface has
      * one: write them as they are. */

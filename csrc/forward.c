@@ -107,7 +107,7 @@ static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
         drop(out, VS_DROP_IFACE_DOWN);
         return false;
     }
-    if (out->tun) {
+    if (out->kind == VS_IFACE_VXLAN) {
         /* VXLAN: encapsulation, segmentation and the MTU are tunnel.c's */
         vs_tunnel_output(dp, pkt, op, out, in, unicast);
         return false;
@@ -231,7 +231,7 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
         if (learnable(pkt->data + 6)) {
             fdb_learn(fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
                          br->ports, br->n_ports);
-            if (in->tun)    /* remember which remote the MAC is behind */
+            if (in->kind == VS_IFACE_VXLAN)   /* which remote the MAC is behind */
                 vs_tunnel_learned(dp, in, fdb, pkt);
         }
         int64_t s = vs_mac_is_group(pkt->data)

@@ -63,7 +63,6 @@ struct vs_iface {
     uint32_t gen;        /* bumped on reuse: stale epoll events are ignored */
     uint32_t mtu;
     int fd;              /* -1 for a tunnel: its socket is shared (tunnel.c) */
-    struct vs_tunnel *tun;   /* VXLAN tunnel state, NULL for other kinds */
     struct vs_iface_stats stats;
 };
 

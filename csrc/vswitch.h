@@ -42,7 +42,7 @@
 #define VS_DEFAULT_MAC_TABLE_SIZE 8192
 #define VS_VNET_HDR_LEN 10
 #define VS_MAX_FRAME 65535
-#define VS_DROP_SLOTS 32
+#define VS_DROP_SLOTS 16
 #define VS_SLB_BUCKETS 256
 
 /* How an interface's file descriptor is read. */
