@@ -45,6 +45,7 @@ DEFAULT_DST_PORT = 4789
 OVERHEAD = 50          # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 MAX_REMOTES = 64
 MAX_VNI = (1 << 24) - 1
+MAX_INNER_MTU = 65000
 NOT_FOR_VXLAN = ("netns", "ifname", "ip", "mac", "offload")
 
 
@@ -109,6 +110,9 @@ def parse_vxlan_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
             out[key] = check_bool(data[key], path + (key,), key)
     if data.get("ttl") is not None:
         out["ttl"] = check_int(data["ttl"], path + ("ttl",), "ttl", 1, 255)
+    if data.get("mtu") is not None:
+        # the outer packet (inner MTU + 50) must fit an IPv4 datagram
+        check_int(data["mtu"], path + ("mtu",), "mtu (the inner MTU)", 68, MAX_INNER_MTU)
     return out
 
 

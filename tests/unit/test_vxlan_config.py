@@ -53,6 +53,7 @@ def test_defaults_and_round_trip():
     ({"remote_ip": "10.1.0.2", "local_ip": "10.1.0.2"}, "cannot be a remote"),
     ({"remote_ip": "10.1.0.2", "netns": "x"}, "no device of its own"),
     ({"remote_ip": "10.1.0.2", "ip": "10.9.0.1/24"}, "no device of its own"),
+    ({"remote_ip": "10.1.0.2", "mtu": 65400}, "out of range 68..65000"),
 ])
 def test_bad_settings(settings, needle):
     with pytest.raises(ConfigError) as e:
