@@ -577,7 +577,8 @@ class Switch(BondCommands):
         names = {p.port_id: n for n, p in rt.ports.items()}
         rows = [{"port": names.get(e.port, str(e.port)), "vlan": e.vlan, "mac": e.mac,
                  "age": None if e.is_static else e.age, "static": e.is_static,
-                 "remote": e.remote}
+                 # tunnel ports: the remote the MAC is behind
+                 **({"remote": e.remote} if e.remote else {})}
                 for e in self.dp.fdb_dump(rt.br_id)]
         rows.sort(key=lambda r: (r["port"], r["vlan"], r["mac"]))
         return rows
