@@ -102,13 +102,16 @@ def tun():
         r.close()
 
 
-def wait_recv(tp, timeout: float = 5, raw: bool = False) -> list[bytes]:
-    """What came out of a socketpair port: waits for the first frame, then
-    takes what else is there; raw keeps the virtio-net header."""
-    tp.sock.settimeout(timeout)
-    first = tp.sock.recv(70000)
+def wait_recv(tp, timeout: float = 5, raw: bool = False, n: int = 1) -> list[bytes]:
+    """What came out of a socketpair port: waits (up to timeout) for n
+    frames, then takes whatever else is there; raw keeps the virtio-net
+    header.  (The forwarding thread writes them: they come when it runs.)"""
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        tp.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        out.append(tp.sock.recv(70000))
     tp.sock.setblocking(False)
-    out = [first]
     while True:
         try:
             out.append(tp.sock.recv(70000))
@@ -339,7 +342,7 @@ def test_partial_inner_checksum_becomes_offload_metadata(tun):
     flags, gso, hdr_len, gso_size, start, off = struct.unpack("<BBHHHH", got[:10])
     assert (flags, gso, gso_size, start, off) == (NEEDS_CSUM, GSO_TCPV4, 1410, l4, 16)
     assert got[10:] == raw
-    segs = [Ether(f) for f in wait_recv(plain)]
+    segs = [Ether(f) for f in wait_recv(plain, n=-(-20000 // 1410))]
     assert len(segs) == -(-20000 // 1410) and all(valid_l4(s) for s in segs)
     # a small partial segment: finished for the plain port, flagged for the TAP
     pkt, l4, raw = tcp_gso(payload=100)
