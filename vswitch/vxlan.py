@@ -53,13 +53,13 @@ def _check_ipv4(value: Any, path: Path, what: str) -> str:
     try:
         addr = ipaddress.IPv4Address(str(value).strip())
     except ValueError:
-        raise ConfigError(path, f"{what} {value!r} is not an IPv4 address "
-                                "(the underlay is IPv4)") from None
+        raise ConfigError(path, f"{value!r} is not an IPv4 address (the underlay is IPv4)"
+                          ) from None
     if addr.is_multicast:
-        raise ConfigError(path, f"{what} {addr} is a multicast group: only unicast "
-                                "remotes are supported (list them all for flooding)")
+        raise ConfigError(path, f"{addr} is a multicast group: only unicast {what} "
+                                "addresses are supported (list the remotes for flooding)")
     if addr.is_unspecified or addr == ipaddress.IPv4Address("255.255.255.255"):
-        raise ConfigError(path, f"{what} {addr} is not a usable address")
+        raise ConfigError(path, f"{addr} is not a usable address for {what}")
     return str(addr)
 
 
