@@ -97,6 +97,9 @@ def test_published_ports_answer_from_outside_host_and_bridge(hd, servers, tmp_pa
     hd.ctl("set", "port", "web", f"publish={hp}:80/tcp")
     hd.restart()
     assert get(h.outside, h.uplink_ip) == f"200 {token}"
+    # without masquerade: the answer still leaves through the host, de-NATed
+    hd.ctl("set", "bridge", br, "masquerade=false")
+    assert get(h.outside, h.uplink_ip) == f"200 {token}"
 
 
 RECORD = """
