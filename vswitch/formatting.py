@@ -1,6 +1,8 @@
 """Text forms of replies, for people (`--json` gives the data itself)."""
 from __future__ import annotations
 
+import ipaddress
+
 from typing import Any
 
 from .config import format_trunks
@@ -74,7 +76,7 @@ def _port_network(p: dict[str, Any]) -> str | None:
 def _bridge_network(br: dict[str, Any]) -> str | None:
     if not br.get("subnet"):
         return None
-    gw = br.get("gateway") or "first host"
+    gw = br.get("gateway") or str(ipaddress.ip_network(br["subnet"]).network_address + 1)
     masq = "false" if br.get("masquerade") is False else "true"
     return f"subnet: {br['subnet']}, gateway: {gw}, masquerade: {masq}"
 

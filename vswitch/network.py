@@ -55,6 +55,10 @@ class Network:
         self.routes: dict[str, str] = {}          # port -> its default route, in words
         self.applied: str | None = None           # the last batch nft took
         self.error: str | None = None             # why the table may be stale
+        # Whether the table may be ours to change.  A daemon whose bridges
+        # never had a subnet never runs nft at all: two daemons may share a
+        # namespace (tests do), and only one of them may own the table.
+        self.owns_table = False
 
     # --- configuration ---------------------------------------------------------
     @staticmethod
@@ -152,6 +156,13 @@ class Network:
             log.warning("port %s: default route: %s", cfg.name, e.message)
 
     # --- the host's firewall --------------------------------------------------------
+    def start(self, cfg: SwitchConfig, previous: SwitchConfig | None) -> None:
+        """At daemon start the table is rebuilt from the configuration (a
+        crash leaves nothing stale for long): replaced when cfg needs it,
+        removed when only the stored configuration did."""
+        self.owns_table = previous is not None and nft.needed(previous)
+        self.apply(cfg, strict=False)
+
     def apply(self, cfg: SwitchConfig, strict: bool = True) -> None:
         """Make the nftables table what cfg says, in one transaction, and
         turn IPv4 forwarding on when a bridge has a subnet.  strict: raise
@@ -161,10 +172,13 @@ class Network:
         text = json.dumps(doc, sort_keys=True)
         if text == self.applied:
             return
+        needed = nft.needed(cfg)
+        if not needed and not self.owns_table:
+            self.applied = text     # nothing of ours to remove: leave nft alone
+            return
         try:
-            if nft.needed(cfg) or nft.available():
-                nft.run(doc)
-            if nft.needed(cfg) and not routes.ip_forward():
+            nft.run(doc)
+            if needed and not routes.ip_forward():
                 # Global, as Docker does: the forwarding flag of the interface
                 # a packet arrives on decides, and replies and published ports
                 # arrive on whatever interface faces the outside.
@@ -174,21 +188,24 @@ class Network:
             self.applied = None
             if strict:     # refused: nft applied nothing, the table is as it was
                 raise
+            self.owns_table = self.owns_table or needed
             self.error = e.message
             log.error("nftables table %s %s: %s", nft.FAMILY, nft.TABLE, e.message)
             return
         self.applied = text
         self.error = None
+        self.owns_table = needed
 
     def stop(self) -> None:
         """A clean stop leaves nothing of ours in the ruleset."""
-        if self.applied is None and not nft.available():
+        if not self.owns_table:
             return
         try:
             nft.run(nft.removal())
         except VswitchError as e:
             log.error("removing table %s %s: %s", nft.FAMILY, nft.TABLE, e.message)
         self.applied = None
+        self.owns_table = False
 
     # --- net/show -------------------------------------------------------------------
     def describe(self, br: BridgeConfig, ports: list[dict[str, Any]]) -> dict[str, Any]:

@@ -158,7 +158,9 @@ class Switch(BondCommands):
         self._persist(cfg)
         for br in cfg.bridges.values():
             self._build_bridge(br, strict=False)
-        self.network.apply(cfg, strict=False)
+        # A table left by a crash is replaced, or removed when the stored
+        # configuration had networks and this one has none.
+        self.network.start(cfg, previous)
         self.namespaces.release_all_except(self._netns_in_use(cfg))
 
     # --- runtime building blocks (no persistence; callers own the transaction) ---

@@ -182,3 +182,19 @@ def test_reload_keeps_addresses_the_file_leaves_open(hd, tmp_path):
     assert after["b"] not in (ips["a"], ips["b"])
     assert ipaddress.ip_interface(after["b"]) in ipaddress.ip_network(f"{net}.0/24")
     assert addr_in_netns(b) == [after["b"]]
+
+
+def test_a_rebuilt_port_gets_its_address_and_route_back(hd):
+    """--may-exist on a port whose namespace was deleted builds it again
+    (issue 14's path): the same address, and the default route too."""
+    hd.start()
+    br, net = name("br"), random_net24()
+    hd.ctl("add-br", br, f"subnet={net}.0/24")
+    p = name("p")
+    hd.ctl("add-port", br, "p", "--netns", p)
+    sh("ip", "netns", "del", p)
+    hd.ctl("add-port", br, "p", "--netns", p, "--may-exist")
+    assert addr_in_netns(p) == [f"{net}.2/24"]
+    assert [r["gateway"] for r in default_routes(p)] == [f"{net}.1"]
+    assert net_show(hd, br)["ports"][0]["default_route"] == f"via {net}.1"
+    assert "subnet: " + f"{net}.0/24, gateway: {net}.1, masquerade: true" in hd.ctl("show").stdout
