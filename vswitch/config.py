@@ -154,15 +154,20 @@ def check_vlan(value: Any, path: Path, what: str = "VLAN") -> int:
     return check_int(value, path, what, 1, 4094)
 
 
+def list_items(value: Any, path: Path, message: str) -> list[Any]:
+    """A list's items, or those of a comma-separated string ("10,20");
+    anything else is ConfigError(path, message)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(path, message)
+
+
 def parse_trunks(value: Any, path: Path) -> tuple[int, ...]:
     """Accepts [10, 20], "10,20,30-40" or [] (all VLANs)."""
-    items: list[Any]
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(path, "trunks must be a list of VLANs or a string like '10,20,30-40'")
+    items = list_items(value, path,
+                       "trunks must be a list of VLANs or a string like '10,20,30-40'")
     vids: set[int] = set()
     for item in items:
         if isinstance(item, str) and "," in item:

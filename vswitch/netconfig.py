@@ -90,13 +90,8 @@ class Published:
 def parse_publish(value: Any, path: Path) -> tuple[str, ...]:
     """["8080:80/tcp", "5353:53/udp"] or "8080:80,5353:53/udp" ->
     normalised "HOSTPORT:PORT/PROTO" strings (tcp when left out)."""
-    items: list[Any]
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise _error(path, "publish must be a list like [\"8080:80/tcp\"]")
+    from .config import list_items
+    items = list_items(value, path, "publish must be a list like [\"8080:80/tcp\"]")
     out: list[str] = []
     seen: dict[tuple[int, str], str] = {}
     for item in items:
