@@ -200,8 +200,7 @@ class Switch(BondCommands):
         """Live change of a bridge's subnet or gateway: its own port made
         anew, ports' addresses changed in place, default routes following.
         Undone by the same call with old and new swapped."""
-        if (old.subnet, old.gateway_address if old.subnet else None) != \
-                (new.subnet, new.gateway_address if new.subnet else None):
+        if Network.local_port(old) != Network.local_port(new):   # subnets or gateways
             if old.name in rt.ports and old.name not in old.ports:
                 self._remove_port(rt, old.name)
             self.network.bridge_down(new.name)
@@ -452,7 +451,8 @@ class Switch(BondCommands):
                  may_exist: bool) -> None:
         br = self._bridge_cfg(bridge)
         try:
-            cfg = parse_port(name, settings, ("bridge", bridge, "port", name), br.subnet)
+            cfg = parse_port(name, settings, ("bridge", bridge, "port", name), br.subnet,
+                             br.subnet6)
         except ConfigError as e:
             raise _cfg_error(e) from None
         if self.network.is_local_port(self.config, name):
@@ -560,7 +560,8 @@ class Switch(BondCommands):
             else:
                 merged[key] = value
         try:
-            new = parse_port(name, merged, ("bridge", br.name, "port", name), br.subnet)
+            new = parse_port(name, merged, ("bridge", br.name, "port", name), br.subnet,
+                             br.subnet6)
         except ConfigError as e:
             raise _cfg_error(e) from None
         new_cfg = self.network.prepare(
@@ -719,8 +720,8 @@ class Switch(BondCommands):
             entry["device"] = prt.attachment.device
             entry["device_mac"] = prt.attachment.mac
             entry["device_mtu"] = prt.attachment.mtu
-        if pcfg.name in self.network.routes:
-            entry["default_route"] = self.network.routes[pcfg.name]
+        for version, route in self.network.routes.get(pcfg.name, {}).items():
+            entry["default_route" if version == 4 else "default_route6"] = route
         return entry
 
     def show(self) -> dict[str, Any]:
@@ -728,14 +729,14 @@ class Switch(BondCommands):
         for bname, br in sorted(self.config.bridges.items()):
             rt = self.bridges[bname]
             ports = []
-            local = rt.ports.get(bname) if br.subnet else None
+            local = rt.ports.get(bname) if br.has_network else None
             if local is not None:    # the bridge's own port (network.py)
                 ports.append({**self._port_entry(local), "local": True})
             for pname in sorted(br.ports):
                 ports.append(self._port_entry(rt.ports[pname]))
             entry = {"name": bname, "mac_aging": br.mac_aging,
                      "mac_table_size": br.mac_table_size, "ports": ports}
-            for key in ("subnet", "gateway", "masquerade"):
+            for key in NETWORK_KEYS:
                 if getattr(br, key) is not None:
                     entry[key] = getattr(br, key)
             out.append(entry)
@@ -749,12 +750,15 @@ class Switch(BondCommands):
         for pname in sorted(br.ports):
             e = self._port_entry(rt.ports[pname])
             ipv4 = [a for a in e.get("ip", ()) if ":" not in a]
+            ipv6 = [a for a in e.get("ip", ()) if ":" in a]
             ports.append({"name": pname, "type": e["type"], "state": e["state"],
                           "netns": e.get("netns"), "ipv4": ipv4[0] if ipv4 else None,
+                          "ipv6": ipv6[0] if ipv6 else None,
                           "ip": e.get("ip", []), "mac": e.get("device_mac"),
                           "publish": e.get("publish", []),
-                          "default_route": e.get("default_route")})
-        local = rt.ports.get(bridge) if br.subnet else None
+                          "default_route": e.get("default_route"),
+                          "default_route6": e.get("default_route6")})
+        local = rt.ports.get(bridge) if br.has_network else None
         out = self.network.describe(br, ports)
         if local is not None:
             out["gateway_mac"] = local.attachment.mac if local.attachment else None
