@@ -380,8 +380,8 @@ class Switch(BondCommands):
                     new = replace(new, mac_table_size=size)
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
-                                            "(mac_aging, mac_table_size, subnet, gateway, "
-                                            "masquerade)")
+                                            "(mac_aging, mac_table_size, "
+                                            f"{', '.join(NETWORK_KEYS)})")
             except ConfigError as e:
                 raise _cfg_error(e) from None
         new_cfg = self.config.with_bridge(new)
