@@ -107,9 +107,10 @@ def root_state() -> tuple[bool, str, str]:
     """What the tests must never change in the machine's own namespace:
     whether it has a table of ours, and its ip_forward."""
     tables = sh("nft", "list", "tables").stdout if _has_nft() else ""
+    v6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
     return ("inet vswitch" in tables,
             Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
-            Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text().strip())
+            v6.read_text().strip() if v6.exists() else "no IPv6")
 
 
 def _has_nft() -> bool:

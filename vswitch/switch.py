@@ -456,6 +456,8 @@ class Switch(BondCommands):
         except ConfigError as e:
             raise _cfg_error(e) from None
         if self.network.is_local_port(self.config, name):
+            if may_exist and bridge == name:
+                return     # ovs-vsctl --may-exist add-port br0 br0: it is there
             raise exists(f"port {name} already exists: it is bridge {name}'s own port")
         found = self.config.find_port(name)
         if found:
