@@ -13,8 +13,8 @@ with undo, persist); this module holds the network half of each step:
                    runs
   sync_port()      a port's default route in its namespace (route_localnet
                    for the bridge's own port)
-  apply()          the nftables table and IPv4 forwarding, in one nft
-                   transaction; a no-op when the rules did not change
+  apply()          the nftables table, in one nft transaction (a no-op when
+                   the rules did not change), and IPv4/IPv6 forwarding
   stop()           the table removed at a clean stop
 """
 from __future__ import annotations
@@ -192,13 +192,15 @@ class Network:
         text = json.dumps(doc, sort_keys=True)
         needed = nft.needed(cfg)
         try:
+            # forwarding first: nft is the last step, so a refusal leaves
+            # everything as it was (forwarding is never turned off again)
+            self._forwarding(cfg)
             if text != self.applied:
                 if needed or self.owns_table:   # else nothing of ours to remove
                     nft.run(doc)
                 self.applied = text
                 self.error = None
                 self.owns_table = needed
-            self._forwarding(cfg)
         except VswitchError as e:
             if strict:     # refused: nft applied nothing, the table is as it was
                 raise
