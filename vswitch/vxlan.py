@@ -46,7 +46,7 @@ OVERHEAD = 50          # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 MAX_REMOTES = 64
 MAX_VNI = (1 << 24) - 1
 MAX_INNER_MTU = 65000
-NOT_FOR_VXLAN = ("netns", "ifname", "ip", "mac", "offload")
+NOT_FOR_VXLAN = ("netns", "ifname", "ip", "mac", "offload", "publish")
 
 
 def _check_ipv4(value: Any, path: Path, what: str) -> str:
