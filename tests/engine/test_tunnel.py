@@ -365,3 +365,32 @@ def test_resizing_the_table_keeps_learned_remotes(tun):
     wait_recv(tun.local)
     tun.dp.set_mac_table_size(tun.br, 100)
     assert [e.remote for e in tun.dp.fdb_dump(tun.br) if e.mac == mac(7)] == ["127.0.0.3"]
+
+
+def test_too_big_without_a_way_to_say_so_is_a_counted_drop(tun):
+    """df_default=true forbids outer fragments: a frame without DF that does
+    not fit is dropped and counted (oversize); so is a DF packet that must
+    not be answered (an ICMP error itself)."""
+    src = tun.add_port(mtu=9000)
+    tun.dp.del_iface(tun.tif)
+    tun.tif = tun.dp.add_tunnel(tun.tport, VNI, [r.ip for r in tun.remotes], LOCAL,
+                                tun.udp_port, mtu=1450, df=True)
+    no_df = bytes(Ether(src=mac(1), dst=mac(2)) / IP(src="10.0.0.1", dst="10.0.0.2") /
+                  UDP(sport=5, dport=6) / (b"z" * 1600))
+    icmp_error = bytes(Ether(src=mac(1), dst=mac(2)) /
+                       IP(src="10.0.0.1", dst="10.0.0.2", flags="DF") /
+                       ICMP(type=3, code=3) / (b"e" * 1600))
+    tun.send(src, no_df)
+    tun.send(src, icmp_error)
+    s = tun.dp.iface_stats(tun.tif)
+    assert s.drops["oversize"] == 2 and s.drops["frag_needed"] == 0
+    assert tun.remotes[0].recv_all() == [] and tun.remotes[1].recv_all() == []
+    assert tun.recv_all(src) == []
+    # a small one still goes, with DF set on the outer header
+    sniff = Sniffer()
+    try:
+        tun.send(src, no_df[:200])
+        (p,) = [x for x in sniff.packets(tun.udp_port, "127.0.0.2")]
+        assert p.flags & 2
+    finally:
+        sniff.close()
