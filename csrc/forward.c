@@ -210,6 +210,7 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
         if (!ok[i])
             continue;
         struct vs_pkt *pkt = &pkts[i];
+        pkt->out_port = VS_FLOW_OUT_DROP;
         if (!in->enabled) {
             drop(in, VS_DROP_BOND);
             continue;
@@ -229,13 +230,18 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
                         ? -1 : fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
         if (s < 0) {
             in->stats.rx_forwarded++;
+            pkt->out_port = VS_FLOW_OUT_FLOOD;
             flood(dp, br, pkt, in);
         } else if (fdb->slots[s].port == in->port) {
             drop(in, VS_DROP_SAME_PORT);
         } else if (!output_port(dp, pkt, &dp->ports[fdb->slots[s].port], true, in)) {
             in->stats.rx_forwarded++;
+            pkt->out_port = fdb->slots[s].port;
         }
     }
+    /* Flow accounting (flow.c), while the burst is still in cache. */
+    if (br->flow_on)
+        vs_flow_batch(dp, br, in, pkts, ok, n);
     /* The received buffers the queue points into are reused by the next
      * burst: everything leaves now. */
     vs_tx_flush(dp);

@@ -81,6 +81,7 @@ struct vs_port {
     int16_t active;                       /* iface id, -1 none */
     uint16_t slb_bucket[VS_SLB_BUCKETS];  /* iface id per hash bucket */
     uint64_t slb_load[VS_SLB_BUCKETS];
+    uint16_t ofport;                      /* flow export's port number */
 };
 
 struct vs_bridge {
@@ -88,6 +89,8 @@ struct vs_bridge {
     uint16_t n_ports;
     uint16_t ports[VS_MAX_PORTS];
     struct vs_fdb fdb;
+    bool flow_on;                         /* any of flows[] configured */
+    struct vs_flow_cache *flows[VS_FLOW_CACHES];
 };
 
 /* A frame to send, in up to three pieces: head, an optional 4-byte tag,
@@ -124,6 +127,7 @@ struct vs_pkt {
     uint16_t l3_offset;
     uint64_t src_key, dst_key;
     uint32_t src_hash, dst_hash;
+    uint16_t out_port;       /* port id, VS_FLOW_OUT_FLOOD or _DROP (flows) */
 };
 
 struct vs_dp {
@@ -186,6 +190,13 @@ bool vs_bond_admissible(struct vs_dp *dp, const struct vs_port *p,
 /* forward.c */
 void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
                       struct vs_pkt *pkts, int n);
+
+/* flow.c: account a forwarded burst (ok[i]: frame i passed ingress checks,
+ * pkts[i].out_port: where it went); free a bridge's caches. */
+void vs_flow_batch(struct vs_dp *dp, struct vs_bridge *br,
+                   const struct vs_iface *in, const struct vs_pkt *pkts,
+                   const bool *ok, int n);
+void vs_flow_release(struct vs_bridge *br);
 
 /* tx.c */
 int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
