@@ -91,6 +91,11 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
                 sw.dp.set_mac_table_size(rt.br_id, nb.mac_table_size)
                 undo.append(partial(sw.dp.set_mac_table_size, rt.br_id, ob.mac_table_size))
                 changes["bridges_changed"].append(b)
+            if ob.flow_export != nb.flow_export:
+                sw._apply_flows(nb)
+                undo.append(partial(sw._apply_flows, ob))
+                if b not in changes["bridges_changed"]:
+                    changes["bridges_changed"].append(b)
             for p in plans[b][1]:
                 sw._apply_live(rt, p, nb.ports[p])
                 undo.append(partial(sw._apply_live, rt, p, ob.ports[p]))
@@ -123,6 +128,7 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
                 log.exception("reload: undo step failed")
         sw.config = old
         raise
+    sw._prune_ofports(new)
     sw.namespaces.release_all_except(sw._netns_in_use(new))
     return {k: v for k, v in changes.items() if v}
 

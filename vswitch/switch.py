@@ -23,11 +23,13 @@ from typing import Any, Callable
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
                      check_global, check_int, check_mac, parse_bridge, parse_port,
                      MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
-from . import links
+from . import links, ofports
 from .bond import Bond
 from .bond_commands import BondCommands
 from .datapath import Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
+from .flowexport.manager import FlowExports, PortView
+from .flowexport.settings import FLOW_KEYS, parse_flow_export
 from .netns import NamespaceRegistry
 from .ports import Attachment, PortFactory
 from .store import read_json, write_json
@@ -72,6 +74,7 @@ class Switch(BondCommands):
         # members), apart from the configuration.
         self.state_path = db_path.with_name(db_path.stem + ".state.json")
         self.state: dict[str, Any] = self._read_state()
+        self.flows = FlowExports(dp, loop)   # NetFlow, IPFIX, sFlow (vswitch/flowexport)
 
     # --- persistence ---------------------------------------------------------
     @staticmethod
@@ -124,6 +127,7 @@ class Switch(BondCommands):
         self._persist(cfg)
         for br in cfg.bridges.values():
             self._build_bridge(br, strict=False)
+        self._prune_ofports(cfg)
         self.namespaces.release_all_except(self._netns_in_use(cfg))
 
     # --- runtime building blocks (no persistence; callers own the transaction) ---
@@ -135,12 +139,14 @@ class Switch(BondCommands):
                 self._create_port(rt, port, strict)
             for s in br.static_macs:
                 self._apply_static(br.name, s)
+            self._apply_flows(br)
         except BaseException:
             self._remove_bridge(br.name)
             raise
         return rt
 
     def _remove_bridge(self, name: str) -> None:
+        self.flows.forget(name)
         rt = self.bridges.pop(name)
         for prt in rt.ports.values():
             if prt.bond:
@@ -194,6 +200,7 @@ class Switch(BondCommands):
             for prt in rt.ports.values():
                 if prt.bond:
                     prt.bond.stop()
+        self.flows.stop()
         self.dp.close()
         self.bridges.clear()
         self.namespaces.release_all_except(set())
@@ -229,6 +236,7 @@ class Switch(BondCommands):
         new = self.config.without_bridge(name)
         self._persist(new)  # first: a failure here leaves everything running
         self._remove_bridge(name)
+        self._prune_ofports(new)
         self.namespaces.release_all_except(self._netns_in_use(new))
 
     def set_bridge(self, name: str, settings: dict[str, Any]) -> None:
@@ -236,9 +244,14 @@ class Switch(BondCommands):
         if not settings:
             raise invalid("nothing to set")
         new = br
+        flow_keys = {k: v for k, v in settings.items() if k in FLOW_KEYS}
+        if flow_keys:
+            new = self._with_flow_settings(br, flow_keys)
         for key, value in settings.items():
             path = ("bridge", name, key)
             try:
+                if key in FLOW_KEYS:
+                    continue
                 if key == "mac_aging":
                     new = replace(new, mac_aging=check_int(value, path, key, *MAC_AGING_RANGE))
                 elif key == "mac_table_size":
@@ -249,21 +262,70 @@ class Switch(BondCommands):
                     new = replace(new, mac_table_size=size)
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
-                                            "(mac_aging, mac_table_size)")
+                                            "(mac_aging, mac_table_size, netflow*, ipfix*, "
+                                            "sflow*)")
             except ConfigError as e:
                 raise _cfg_error(e) from None
         rt = self.bridges[name]
         self.dp.set_mac_aging(rt.br_id, new.mac_aging)
         try:
             self.dp.set_mac_table_size(rt.br_id, new.mac_table_size)
+            self._apply_flows(new)
         except VswitchError:
             self.dp.set_mac_aging(rt.br_id, br.mac_aging)
+            self.dp.set_mac_table_size(rt.br_id, br.mac_table_size)
             raise
 
         def undo() -> None:
             self.dp.set_mac_aging(rt.br_id, br.mac_aging)
             self.dp.set_mac_table_size(rt.br_id, br.mac_table_size)
+            self._apply_flows(br)
         self._commit(self.config.with_bridge(new), undo)
+
+    # --- flow export (vswitch/flowexport) and port numbers ------------------------------
+    @staticmethod
+    def _with_flow_settings(br: BridgeConfig, settings: dict[str, Any]) -> BridgeConfig:
+        """br with flow keys changed; an empty value clears a key (an empty
+        collector list turns that export off)."""
+        merged = br.flow_export.to_json() if br.flow_export else {}
+        for key, value in settings.items():
+            if value in ("", None, []):
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        try:
+            fe = parse_flow_export(merged, ("bridge", br.name))
+        except ConfigError as e:
+            raise _cfg_error(e) from None
+        return replace(br, flow_export=fe if fe.to_json() else None)
+
+    def _apply_flows(self, br: BridgeConfig) -> None:
+        rt = self.bridges[br.name]
+
+        def ports() -> list[PortView]:
+            return [PortView(n, self.dp_ofport(br.name, n), prt.ifaces,
+                             self.port_state(prt)[0] == "up")
+                    for n, prt in sorted(self.bridges[br.name].ports.items())]
+        self.flows.apply(br.name, rt.br_id, br.flow_export, ports)
+
+    def dp_ofport(self, bridge: str, port: str) -> int:
+        return ofports.lookup(self.state, bridge, port) or 0
+
+    def _ofport(self, rt: BridgeRuntime, port: str) -> int:
+        bridge = next(n for n, r in self.bridges.items() if r is rt)
+        n, new = ofports.assign(self.state, bridge, port)
+        if new:
+            self._save_state()
+        return n
+
+    def _prune_ofports(self, cfg: SwitchConfig) -> None:
+        if ofports.prune(self.state, {b.name: set(b.ports) for b in cfg.bridges.values()}):
+            self._save_state()
+
+    def flow_stats(self, bridge: str) -> dict[str, Any]:
+        br = self._bridge_cfg(bridge)
+        return {"bridge": bridge, "settings": br.flow_export.describe() if br.flow_export
+                else {}, **self.flows.stats(bridge)}
 
     def _bridge_cfg(self, name: str) -> BridgeConfig:
         try:
@@ -276,6 +338,7 @@ class Switch(BondCommands):
         port_id = self.dp.add_port(rt.br_id)
         prt = PortRuntime(cfg, port_id)
         try:
+            self.dp.set_ofport(port_id, self._ofport(rt, cfg.name))
             self.dp.set_vlan(port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
             if cfg.type == "bond":
                 self.dp.set_bond_mode(port_id, cfg.bond_setting("bond_mode"))
@@ -348,6 +411,7 @@ class Switch(BondCommands):
         prt = self._remove_port(self.bridges[br.name], name)
         if prt.bond:
             self._forget_bond_state(name)
+        self._prune_ofports(new_cfg)
         self._release_netns(cfg, new_cfg)
 
     def _revive(self, bridge: str, name: str) -> None:
@@ -532,7 +596,8 @@ class Switch(BondCommands):
                 total = IfaceStats()
                 for i in prt.ifaces:
                     total += self.dp.iface_stats(i)
-                rows.append({"bridge": n, "port": pname, **total.to_json()})
+                rows.append({"bridge": n, "port": pname, "ofport": self.dp_ofport(n, pname),
+                             **total.to_json()})
         return rows
 
     def show(self) -> dict[str, Any]:
@@ -544,7 +609,7 @@ class Switch(BondCommands):
                 prt = rt.ports[pname]
                 state, why = self.port_state(prt)
                 entry = {"name": pname, **pcfg.to_json(), "vlan_mode": pcfg.effective_vlan_mode,
-                         "state": state}
+                         "state": state, "ofport": self.dp_ofport(bname, pname)}
                 if why:
                     entry["error"] = why
                 if prt.bond:
@@ -554,6 +619,9 @@ class Switch(BondCommands):
                     entry["device_mac"] = prt.attachment.mac
                     entry["device_mtu"] = prt.attachment.mtu
                 ports.append(entry)
-            out.append({"name": bname, "mac_aging": br.mac_aging,
-                        "mac_table_size": br.mac_table_size, "ports": ports})
+            bridge: dict[str, Any] = {"name": bname, "mac_aging": br.mac_aging,
+                                      "mac_table_size": br.mac_table_size, "ports": ports}
+            if br.flow_export:
+                bridge["flow_export"] = br.flow_export.describe()
+            out.append(bridge)
         return {"bridges": out}
