@@ -1,0 +1,117 @@
+"""NetFlow v5, IPFIX and sFlow from a bridge to real collectors, with known
+traffic across it (tests/flows/traffic.py): nfcapd reads NetFlow and IPFIX,
+nfacctd reads IPFIX, sfacctd reads sFlow.  One daemon and one run of the
+traffic serve every test of this module."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..helpers import PREFIX, Daemon, wait_for
+from . import traffic
+from .collectors import Nfcapd, Pmacct
+
+pytestmark = pytest.mark.netns
+
+A_IP, B_IP = "10.61.0.1", "10.61.0.2"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work: Path = tmp_path_factory.mktemp("flows")
+    nf = Nfcapd(work / "netflow")
+    ipfix = Nfcapd(work / "ipfix")
+    nfacct = Pmacct(work / "pmacct", "nf")
+    sfacct = Pmacct(work / "pmacct", "sf")
+    d = Daemon(work)
+    br = PREFIX + "fbr"
+    try:
+        d.start_with({"bridge": {br: {
+            "netflow": nf.target, "netflow_idle_timeout": 1, "netflow_engine_id": 7,
+            "ipfix": f"{ipfix.target},{nfacct.target}", "ipfix_cache_idle_timeout": 1,
+            "sflow": sfacct.target, "sflow_polling": 1, "sflow_sampling": 1,
+            "port": {"a": {"netns": PREFIX + "fa", "ip": f"{A_IP}/24"},
+                     "b": {"netns": PREFIX + "fb", "ip": f"{B_IP}/24"}}}}})
+        traffic.run(traffic.Hosts(PREFIX + "fa", A_IP, PREFIX + "fb", B_IP))
+
+        def drained() -> bool:
+            st = d.call("flow/stats", bridge=br)
+            return st["netflow"]["cache"]["flows"] == 0 and st["ipfix"]["cache"]["flows"] == 0
+        assert wait_for(drained, 20)
+        stats = d.call("flow/stats", bridge=br)
+        ofports = {p["name"]: p["ofport"] for p in d.show()["bridges"][0]["ports"]}
+        wait_for(lambda: any(r.dport == traffic.UDP_PORT for r in nfacct.rows()), 10)
+        wait_for(lambda: len(sfacct.counter_samples()) >= 4, 10)
+    finally:
+        d.stop()
+        for c in (nf, ipfix, nfacct, sfacct):
+            c.stop()
+    return {"nf": nf, "ipfix": ipfix, "nfacct": nfacct, "sfacct": sfacct, "stats": stats,
+            "ofports": ofports}
+
+
+def _by_key(rows):
+    out: dict[tuple, list] = {}
+    for r in rows:
+        out.setdefault((r.src, r.dst, r.proto.lower(), r.sport, r.dport, r.tos), []).append(r)
+    return {k: (sum(r.packets for r in v), sum(r.bytes for r in v), v) for k, v in out.items()}
+
+
+def check_known_flows(rows, a: int, b: int, icmp_dport: bool = True) -> None:
+    """The flows of traffic.run, as a collector shows them."""
+    flows = _by_key([r for r in rows if {r.src, r.dst} == {A_IP, B_IP}])
+    echo = 8 * 256 if icmp_dport else 0
+    req = flows[(A_IP, B_IP, "icmp", 0, echo, 0)]
+    # one more than PINGS: the ARP-priming ping
+    assert req[:2] == ((traffic.PINGS + 1), (traffic.PINGS + 1) * traffic.PING_BYTES), req
+    assert (req[2][0].in_if, req[2][0].out_if) == (a, b)
+    tos = flows[(A_IP, B_IP, "icmp", 0, echo, traffic.TOS)]
+    assert tos[:2] == (traffic.TOS_PINGS, traffic.TOS_PINGS * traffic.PING_BYTES), tos
+    replies = [v for k, v in flows.items() if k[:3] == (B_IP, A_IP, "icmp")]
+    assert sum(v[0] for v in replies) == traffic.PINGS + 1 + traffic.TOS_PINGS
+    assert all(v[2][0].in_if == b and v[2][0].out_if == a for v in replies)
+    tcp = flows[(A_IP, B_IP, "tcp", traffic.TCP_SPORT, traffic.TCP_PORT, 0)]
+    assert traffic.tcp_consistent(tcp[0], tcp[1]), tcp[:2]
+    assert tcp[0] >= traffic.TCP_SIZE // 1448
+    assert (B_IP, A_IP, "tcp", traffic.TCP_PORT, traffic.TCP_SPORT, 0) in flows
+    udp = flows[(A_IP, B_IP, "udp", traffic.UDP_SPORT, traffic.UDP_PORT, 0)]
+    assert udp[:2] == (traffic.UDP_COUNT, traffic.UDP_COUNT * (28 + traffic.UDP_PAYLOAD)), udp
+
+
+def test_netflow_v5_in_nfdump(run):
+    nf = run["nf"]
+    check_known_flows(nf.rows(), run["ofports"]["a"], run["ofports"]["b"])
+    assert nf.sequence_failures() == 0
+    assert run["stats"]["netflow"]["collectors"][nf.target]["refused"] == 0
+    # NetFlow v5 is IPv4 only: the ARP frames were left out, and counted so
+    assert run["stats"]["netflow"]["cache"]["skipped"] > 0
+
+
+def test_ipfix_in_nfdump(run):
+    ipfix = run["ipfix"]
+    rows = ipfix.rows()
+    check_known_flows(rows, run["ofports"]["a"], run["ofports"]["b"])
+    assert ipfix.sequence_failures() == 0
+
+
+def test_ipfix_in_nfacctd(run):
+    rows = run["nfacct"].rows()
+    # pmacct shows ICMP type/code in neither port column
+    check_known_flows(rows, run["ofports"]["a"], run["ofports"]["b"], icmp_dport=False)
+
+
+def test_sflow_counter_samples_for_every_port(run):
+    samples = run["sfacct"].counter_samples()
+    by_if: dict[int, list[dict]] = {}
+    for s in samples:
+        by_if.setdefault(s["ifIndex"], []).append(s)
+    assert set(by_if) == set(run["ofports"].values()), by_if.keys()
+    for ifindex, recs in by_if.items():
+        last = recs[-1]
+        assert last["ifStatus"] == 3 and last["ifType"] == 6
+        # the transfer crossed both ports, in both directions
+        assert last["ifInOctets"] > traffic.TCP_SIZE or last["ifOutOctets"] > traffic.TCP_SIZE
+        assert last["ifInUcastPkts"] > traffic.UDP_COUNT
+        seqs = [r["sflow_cnt_seq"] for r in recs]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
