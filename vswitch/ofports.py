@@ -15,6 +15,15 @@ from typing import Any
 MAX_OFPORT = 65279   # OFPP_MAX; 65533 and 65535 mean "dropped" and "flooded" in records
 
 
+def checked(raw: Any) -> dict[str, dict[str, int]]:
+    """The ofports table of a state file, without anything malformed."""
+    if not isinstance(raw, dict):
+        return {}
+    return {b: {p: n for p, n in t.items() if isinstance(p, str) and isinstance(n, int)
+                and not isinstance(n, bool) and 1 <= n <= MAX_OFPORT}
+            for b, t in raw.items() if isinstance(b, str) and isinstance(t, dict)}
+
+
 def _table(state: dict[str, Any], bridge: str) -> dict[str, int]:
     return state.setdefault("ofports", {}).setdefault(bridge, {})
 

@@ -61,6 +61,14 @@ def _by_key(rows):
 def check_known_flows(rows, a: int, b: int, icmp_dport: bool = True) -> None:
     """The flows of traffic.run, as a collector shows them."""
     flows = _by_key([r for r in rows if {r.src, r.dst} == {A_IP, B_IP}])
+    seen = "\n".join(f"{k}: {v[:2]}" for k, v in sorted(flows.items()))
+    try:
+        _check_flows(flows, a, b, icmp_dport)
+    except (AssertionError, KeyError) as e:
+        raise AssertionError(f"{e!r}; the collector shows:\n{seen}") from None
+
+
+def _check_flows(flows, a: int, b: int, icmp_dport: bool) -> None:
     echo = 8 * 256 if icmp_dport else 0
     req = flows[(A_IP, B_IP, "icmp", 0, echo, 0)]
     # one more than PINGS: the ARP-priming ping
@@ -82,17 +90,17 @@ def check_known_flows(rows, a: int, b: int, icmp_dport: bool = True) -> None:
 def test_netflow_v5_in_nfdump(run):
     nf = run["nf"]
     check_known_flows(nf.rows(), run["ofports"]["a"], run["ofports"]["b"])
-    assert nf.sequence_failures() == 0
-    assert run["stats"]["netflow"]["collectors"][nf.target]["refused"] == 0
+    assert nf.sequence_failures() == 0, nf.info()
+    assert run["stats"]["netflow"]["collectors"][nf.target]["refused"] == 0, run["stats"]
     # NetFlow v5 is IPv4 only: the ARP frames were left out, and counted so
-    assert run["stats"]["netflow"]["cache"]["skipped"] > 0
+    assert run["stats"]["netflow"]["cache"]["skipped"] > 0, run["stats"]
 
 
 def test_ipfix_in_nfdump(run):
     ipfix = run["ipfix"]
     rows = ipfix.rows()
     check_known_flows(rows, run["ofports"]["a"], run["ofports"]["b"])
-    assert ipfix.sequence_failures() == 0
+    assert ipfix.sequence_failures() == 0, ipfix.info()
 
 
 def test_ipfix_in_nfacctd(run):
