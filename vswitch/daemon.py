@@ -152,11 +152,13 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
         dp.start()
         sw.start(cfg)
         monitor.attach(loop)
+        sw.upcalls.attach(loop)
         await server.start()
         loop.add_reader(dp.notify_fd(), _drain_notify, dp.notify_fd())
         if pidfile:
             write_atomic(pidfile, f"{os.getpid()}\n".encode())
     except BaseException as e:
+        sw.upcalls.detach()
         sw.stop()
         await server.close()
         report(e.message if isinstance(e, VswitchError) else str(e))
@@ -167,6 +169,7 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
     log.info("stopping")
     monitor.close(loop)
     await server.close()
+    sw.upcalls.detach()
     sw.stop()
     if pidfile:
         pidfile.unlink(missing_ok=True)

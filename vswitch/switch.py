@@ -31,6 +31,7 @@ from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
 from .ports import Attachment, PortFactory
 from .store import read_json, write_json
+from .upcall import UpcallChannel
 
 log = logging.getLogger(__name__)
 DB_VERSION = 1
@@ -72,6 +73,10 @@ class Switch(BondCommands):
         # members), apart from the configuration.
         self.state_path = db_path.with_name(db_path.stem + ".state.json")
         self.state: dict[str, Any] = self._read_state()
+        # Frames from the engine for the control plane (capture, LACP,
+        # sFlow samples): handlers register here; the daemon attaches it to
+        # its event loop.
+        self.upcalls = UpcallChannel(dp)
 
     # --- persistence ---------------------------------------------------------
     @staticmethod
