@@ -32,6 +32,12 @@
  * idle for idle_timeout, cuts long ones at active_timeout (the counts so
  * far are reported and restart from zero), and writes records for them.
  *
+ * sFlow packet samples come from the same pass: a bridge's sampler picks
+ * one frame in `rate` on average (a random skip between 1 and 2 * rate - 1,
+ * as sFlow asks, so periodic traffic cannot hide from it) and queues its
+ * first bytes on the upcall channel (VS_UPCALL_SAMPLE, csrc/upcall.c) with
+ * the input and output ofports and the input port's sample pool.
+ *
  * Thread safety: every public function takes dp->lock (the forwarding
  * thread holds it for the whole burst, so vs_flow_batch() runs under it).
  */
@@ -73,6 +79,15 @@ struct flow_entry {
     uint16_t out_port;
     uint8_t tos;           /* full ToS byte of the first frame */
     uint8_t tcp_flags;
+};
+
+struct vs_sflow_sampler {
+    uint32_t rate;
+    uint32_t header;            /* bytes of each frame copied */
+    uint32_t skip;              /* frames left until the next sample */
+    uint64_t rng;
+    uint64_t seen, sampled, dropped;
+    uint32_t pool[VS_MAX_PORTS];   /* per input port: frames it could sample */
 };
 
 struct vs_flow_cache {
@@ -335,12 +350,53 @@ static inline uint16_t out_ofport(const struct vs_dp *dp, uint16_t out)
     return dp->ports[out].ofport;
 }
 
+static uint32_t next_skip(struct vs_sflow_sampler *sp)
+{
+    if (sp->rate <= 1)
+        return 1;
+    sp->rng ^= sp->rng << 13;     /* xorshift64 */
+    sp->rng ^= sp->rng >> 7;
+    sp->rng ^= sp->rng << 17;
+    return 1 + (uint32_t)(sp->rng % (2ull * sp->rate - 1));
+}
+
+static void sample(struct vs_dp *dp, struct vs_sflow_sampler *sp,
+                   const struct vs_iface *in, const struct vs_pkt *pkts,
+                   const bool *ok, int n, uint16_t ofport)
+{
+    for (int i = 0; i < n; i++) {
+        if (!ok[i])
+            continue;
+        sp->seen++;
+        sp->pool[in->port]++;
+        if (--sp->skip)
+            continue;
+        sp->skip = next_skip(sp);
+        struct vs_upcall meta = {
+            .reason = VS_UPCALL_SAMPLE,
+            .port = in->port,
+            .iface = (int32_t)(in - dp->ifaces),
+            .direction = VS_UPCALL_RX,
+            .args = {ofport, out_ofport(dp, pkts[i].out_port), sp->pool[in->port],
+                     sp->dropped},
+        };
+        meta.bridge = dp->ports[in->port].bridge;
+        struct iovec iov = {.iov_base = pkts[i].data, .iov_len = pkts[i].len};
+        if (vs_upcall_put(dp, &meta, &iov, 1, 0, sp->header))
+            sp->sampled++;
+        else
+            sp->dropped++;
+    }
+}
+
 void vs_flow_batch(struct vs_dp *dp, struct vs_bridge *br,
                    const struct vs_iface *in, const struct vs_pkt *pkts,
                    const bool *ok, int n)
 {
     int64_t now = vs_now_ms_locked(dp);
     uint16_t ofport = dp->ports[in->port].ofport;
+    if (br->sampler)
+        sample(dp, br->sampler, in, pkts, ok, n, ofport);
     for (int c = 0; c < VS_FLOW_CACHES; c++) {
         struct vs_flow_cache *fc = br->flows[c];
         if (!fc)
@@ -375,7 +431,16 @@ void vs_flow_release(struct vs_bridge *br)
         cache_free(br->flows[c]);
         br->flows[c] = NULL;
     }
+    free(br->sampler);
+    br->sampler = NULL;
     br->flow_on = false;
+}
+
+static void update_flow_on(struct vs_bridge *br)
+{
+    br->flow_on = br->sampler != NULL;
+    for (int k = 0; k < VS_FLOW_CACHES; k++)
+        br->flow_on |= br->flows[k] != NULL;
 }
 
 static int configure_locked(struct vs_dp *dp, int b, int c,
@@ -413,9 +478,7 @@ static int configure_locked(struct vs_dp *dp, int b, int c,
      * (vs_flow_collect with flush) before it reconfigures. */
     cache_free(br->flows[c]);
     br->flows[c] = fc;
-    br->flow_on = false;
-    for (int k = 0; k < VS_FLOW_CACHES; k++)
-        br->flow_on |= br->flows[k] != NULL;
+    update_flow_on(br);
     return 0;
 }
 
@@ -541,4 +604,54 @@ static int set_ofport_locked(struct vs_dp *dp, int p, int ofport)
 int vs_port_set_ofport(vs_dp *dp, int port, int ofport)
 {
     LOCKED(set_ofport_locked(dp, port, ofport));
+}
+
+static int set_sampling_locked(struct vs_dp *dp, int b, uint32_t rate, uint32_t header)
+{
+    struct vs_bridge *br = get_br(dp, b);
+    if (!br)
+        return -ENOENT;
+    if (rate && (header < ETH_HLEN_ || header > VS_MAX_FRAME))
+        return -EINVAL;
+    if (!rate) {
+        free(br->sampler);
+        br->sampler = NULL;
+    } else {
+        if (!br->sampler) {
+            br->sampler = calloc(1, sizeof *br->sampler);
+            if (!br->sampler)
+                return -ENOMEM;
+            br->sampler->rng = dp->seed ^ 0x5f1f1ba5e5ULL ^ (uint64_t)b;
+            if (!br->sampler->rng)
+                br->sampler->rng = 1;
+        }
+        br->sampler->rate = rate;
+        br->sampler->header = header;
+        br->sampler->skip = next_skip(br->sampler);
+    }
+    update_flow_on(br);
+    return 0;
+}
+
+int vs_flow_set_sampling(vs_dp *dp, int br, uint32_t rate, uint32_t header_bytes)
+{
+    LOCKED(set_sampling_locked(dp, br, rate, header_bytes));
+}
+
+static int sampling_stats_locked(struct vs_dp *dp, int b, uint64_t *out3)
+{
+    struct vs_bridge *br = get_br(dp, b);
+    if (!br)
+        return -ENOENT;
+    if (!br->sampler)
+        return -ENOTCONN;
+    out3[0] = br->sampler->seen;
+    out3[1] = br->sampler->sampled;
+    out3[2] = br->sampler->dropped;
+    return 0;
+}
+
+int vs_flow_sampling_stats(vs_dp *dp, int br, uint64_t *seen_sampled_dropped)
+{
+    LOCKED(sampling_stats_locked(dp, br, seen_sampled_dropped));
 }

@@ -91,8 +91,9 @@ struct vs_bridge {
     uint16_t n_ports;
     uint16_t ports[VS_MAX_PORTS];
     struct vs_fdb fdb;
-    bool flow_on;                         /* any of flows[] configured */
+    bool flow_on;                         /* flows[] or sampler configured */
     struct vs_flow_cache *flows[VS_FLOW_CACHES];
+    struct vs_sflow_sampler *sampler;     /* sFlow packet samples (flow.c) */
 };
 
 /* A frame to send, in up to three pieces: head, an optional 4-byte tag,

@@ -396,6 +396,14 @@ int vs_flow_configure(vs_dp *dp, int br, int cache,
 int vs_flow_collect(vs_dp *dp, int br, int cache, int flush,
                     struct vs_flow_record *out, int max);
 int vs_flow_stats(vs_dp *dp, int br, int cache, struct vs_flow_stats *out);
+/* sFlow packet samples: one frame in rate on average (random skips), its
+ * first header_bytes queued as VS_UPCALL_SAMPLE with args = {input ofport,
+ * output ofport (or VS_FLOW_OUT_FLOOD / _DROP), the input port's sample
+ * pool, samples lost so far}.  rate 0 turns sampling off. */
+int vs_flow_set_sampling(vs_dp *dp, int br, uint32_t rate, uint32_t header_bytes);
+/* seen_sampled_dropped[3]: frames seen, samples queued, samples lost
+ * (upcall queue full).  -ENOTCONN when sampling is off. */
+int vs_flow_sampling_stats(vs_dp *dp, int br, uint64_t *seen_sampled_dropped);
 /* The number flows, samples and collectors know a port by (0..65532). */
 int vs_port_set_ofport(vs_dp *dp, int port, int ofport);
 

@@ -364,5 +364,14 @@ class Datapath:
         _check(lib.vs_flow_stats(self._dp, br, cache, raw), "flow cache statistics")
         return {f: getattr(raw, f) for f in FLOW_STATS_FIELDS}
 
+    def flow_set_sampling(self, br: int, rate: int, header_bytes: int) -> None:
+        """sFlow packet samples to the upcall channel; rate 0: off."""
+        _check(lib.vs_flow_set_sampling(self._dp, br, rate, header_bytes), "set sFlow sampling")
+
+    def flow_sampling_stats(self, br: int) -> dict[str, int]:
+        out = ffi.new("uint64_t[3]")
+        _check(lib.vs_flow_sampling_stats(self._dp, br, out), "sFlow sampling statistics")
+        return {"seen": out[0], "sampled": out[1], "dropped": out[2]}
+
     def set_ofport(self, port: int, ofport: int) -> None:
         _check(lib.vs_port_set_ofport(self._dp, port, ofport), "set port number")

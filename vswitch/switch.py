@@ -89,7 +89,7 @@ class Switch(BondCommands):
         # sFlow samples): handlers register here; the daemon attaches it to
         # its event loop.
         self.upcalls = UpcallChannel(dp)
-        self.flows = FlowExports(dp, loop)   # NetFlow, IPFIX, sFlow (vswitch/flowexport)
+        self.flows = FlowExports(dp, loop, self.upcalls)   # NetFlow, IPFIX, sFlow
 
     # --- persistence ---------------------------------------------------------
     @staticmethod

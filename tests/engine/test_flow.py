@@ -274,3 +274,47 @@ def test_fuzz_flow_cache(frames, max_flows):
         assert forwarded <= sent
     finally:
         e.close()
+
+
+def drain_samples(e: Engine):
+    from vswitch.upcall import UpcallChannel
+    from vswitch.datapath import UPCALL_SAMPLE
+    got = []
+    ch = UpcallChannel(e.dp)
+    ch.register(UPCALL_SAMPLE, got.append)
+    while ch.drain():
+        pass
+    return got
+
+
+def test_sflow_samples_every_frame_at_rate_1(engine, three):
+    engine.dp.flow_set_sampling(engine.br, 1, 64)
+    p1, p2, _ = three
+    for i in range(5):
+        engine.send(p1, ip4(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=i, dport=9) /
+                            (b"p" * 200)))
+    engine.send(p2, bytes(Ether(src=B, dst=C) / IP() / UDP()))      # flooded
+    got = drain_samples(engine)
+    assert len(got) == 6
+    first = got[0]
+    assert first.args[:2] == (1, 2) and first.orig_len == 14 + 20 + 8 + 200
+    assert len(first.frame) == 64 and first.frame[:6] == bytes.fromhex(B.replace(":", ""))
+    assert [u.args[2] for u in got[:5]] == [1, 2, 3, 4, 5]        # the input port's pool
+    assert got[5].args[:3] == (2, FLOOD, 1)
+    assert engine.dp.flow_sampling_stats(engine.br) == {"seen": 6, "sampled": 6,
+                                                         "dropped": 0}
+    engine.dp.flow_set_sampling(engine.br, 0, 0)
+    engine.send(p1, ip4(IP() / UDP()))
+    assert drain_samples(engine) == []
+
+
+def test_sflow_sampling_one_in_n_on_average(engine, three):
+    engine.dp.flow_set_sampling(engine.br, 10, 128)
+    frame = ip4(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=1, dport=9))
+    for _ in range(5000):
+        engine.send(three[0], frame)
+    got = drain_samples(engine)
+    st_ = engine.dp.flow_sampling_stats(engine.br)
+    assert st_["seen"] == 5000 and st_["sampled"] == len(got)
+    assert 350 <= len(got) <= 650, len(got)     # mean 500; random skips of 1..19
+    assert got[-1].args[2] <= 5000

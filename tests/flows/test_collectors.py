@@ -123,3 +123,18 @@ def test_sflow_counter_samples_for_every_port(run):
         assert last["ifInUcastPkts"] > traffic.UDP_COUNT
         seqs = [r["sflow_cnt_seq"] for r in recs]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_sflow_packet_samples_in_sfacctd(run):
+    """sflow_sampling=1: every frame is a sample, so sfacctd's counts are the
+    packets themselves (a segmentation-offload TCP frame is one sample, so
+    the TCP flow is left out here)."""
+    a, b = run["ofports"]["a"], run["ofports"]["b"]
+    flows = _by_key([r for r in run["sfacct"].rows() if {r.src, r.dst} == {A_IP, B_IP}])
+    seen = "\n".join(f"{k}: {v[:2]}" for k, v in sorted(flows.items()))
+    udp = flows[(A_IP, B_IP, "udp", traffic.UDP_SPORT, traffic.UDP_PORT, 0)]
+    assert udp[0] == traffic.UDP_COUNT, seen
+    assert (udp[2][0].in_if, udp[2][0].out_if) == (a, b)
+    icmp = {k[5]: v[0] for k, v in flows.items() if k[:3] == (A_IP, B_IP, "icmp")}
+    assert icmp == {0: traffic.PINGS + 1, traffic.TOS: traffic.TOS_PINGS}, seen
+    assert run["stats"]["sflow"]["sampling"]["dropped"] == 0

@@ -6,7 +6,9 @@ module owns the protocols.  Once a second (`tick`) it asks the engine for
 the records that are due -- flows idle past their idle timeout, or active
 past their active timeout -- turns them into NetFlow v5 and IPFIX
 datagrams, and every sflow_polling seconds sends sFlow counter samples of
-every port.  Turning an export off, changing its settings or stopping the
+every port.  sFlow packet samples arrive on the upcall channel (the engine
+picks them in the same pass, csrc/flow.c) and leave in datagrams of a few
+samples, at the latest on the next tick.  Turning an export off, changing its settings or stopping the
 daemon first collects every flow still in the cache (flowEndReason
 "forced end"), so no counted packet is lost on the way.
 
@@ -20,16 +22,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..datapath import Datapath, IfaceStats
+from .._engine import lib
+from ..datapath import UPCALL_SAMPLE, Datapath, IfaceStats
+from ..upcall import Upcall, UpcallChannel
 from .ipfix import Ipfix
 from .netflow import NetFlowV5
 from .sender import Collectors
 from .settings import NETFLOW_MAX_FLOWS, FlowExport
-from .sflow import PortCounters, SflowAgent
+from .sflow import OUTPUT_DISCARD, OUTPUT_MULTIPLE, PacketSample, PortCounters, SflowAgent
 
 log = logging.getLogger(__name__)
 
 NETFLOW_CACHE, IPFIX_CACHE = 0, 1
+VS_OUT_FLOOD, VS_OUT_DROP = lib.VS_FLOW_OUT_FLOOD, lib.VS_FLOW_OUT_DROP
 TICK_S = 1.0
 IN_DROPS = ("runt", "bad_vnet_hdr", "reserved_dst", "vlan", "same_port", "bond", "no_member",
             "oversize")
@@ -122,8 +127,29 @@ class _Sflow:
         self.sampling = fe.get("sflow_sampling")
         self.header = fe.get("sflow_header")
         self.next_poll = 0.0
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.samples = 0
+        dp.flow_set_sampling(br, self.sampling, self.header)
+
+    def on_sample(self, up: Upcall) -> None:
+        in_port, out, pool, drops = up.args
+        output = {VS_OUT_FLOOD: OUTPUT_MULTIPLE, VS_OUT_DROP: OUTPUT_DISCARD}.get(out, out)
+        s = PacketSample(in_port, output, up.orig_len, up.frame, pool, drops)
+        sample = self.agent.packet_sample(s, self.sampling)
+        self.pending.append(sample)
+        self.pending_bytes += len(sample)
+        self.samples += 1
+        if self.pending_bytes >= 1200:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.send(self.agent.datagrams(self.pending, self.dp.now_ms()))
+            self.pending, self.pending_bytes = [], 0
 
     def tick(self, now: float) -> None:
+        self.flush()
         if self.polling and now >= self.next_poll:
             self.next_poll = now + self.polling
             self.send_counters()
@@ -134,10 +160,14 @@ class _Sflow:
             self.out.send(self.agent.datagrams(samples, self.dp.now_ms()))
 
     def stop(self) -> None:
+        self.dp.flow_set_sampling(self.br, 0, 0)
+        self.flush()
         self.out.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"datagrams": self.agent.datagram_seq, "collectors": self.out.stats()}
+        return {"datagrams": self.agent.datagram_seq, "samples": self.samples,
+                "sampling": self.dp.flow_sampling_stats(self.br),
+                "collectors": self.out.stats()}
 
 
 class BridgeExport:
@@ -201,11 +231,19 @@ class FlowExports:
     """Every bridge's exports, and the once-a-second timer that drives them
     (running only while some bridge exports something)."""
 
-    def __init__(self, dp: Datapath, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(self, dp: Datapath, loop: asyncio.AbstractEventLoop | None,
+                 upcalls: UpcallChannel) -> None:
         self.dp = dp
         self.loop = loop
         self.bridges: dict[str, BridgeExport] = {}
         self._timer: asyncio.TimerHandle | None = None
+        upcalls.register(UPCALL_SAMPLE, self._on_sample)
+
+    def _on_sample(self, up: Upcall) -> None:
+        for be in self.bridges.values():
+            if be.br == up.bridge and be.sflow:
+                be.sflow.on_sample(up)
+                return
 
     def apply(self, bridge: str, br_id: int, fe: FlowExport | None, ports: PortsOf) -> None:
         be = self.bridges.get(bridge)
