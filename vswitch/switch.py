@@ -362,6 +362,12 @@ class Switch(BondCommands):
         for key, value in settings.items():
             if value in ("", None, []):
                 merged.pop(key, None)
+                if key in ("netflow", "ipfix", "sflow"):
+                    # that export is off: its settings go with it (as Open
+                    # vSwitch's NetFlow/IPFIX/sFlow record does)
+                    for k in [k for k in merged if k.startswith(key + "_")]:
+                        if k not in settings:
+                            merged.pop(k)
             else:
                 merged[key] = value
         try:
@@ -695,7 +701,7 @@ class Switch(BondCommands):
                 ports.append(entry)
             bridge: dict[str, Any] = {"name": bname, "mac_aging": br.mac_aging,
                                       "mac_table_size": br.mac_table_size, "ports": ports}
-            if br.flow_export:
+            if br.flow_export and br.flow_export.describe():
                 bridge["flow_export"] = br.flow_export.describe()
             out.append(bridge)
         return {"bridges": out}
