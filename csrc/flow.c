@@ -103,21 +103,24 @@ struct vs_flow_cache {
 
 /* --- the table ------------------------------------------------------------ */
 
-static inline uint64_t mix(uint64_t h, uint64_t v)
-{
-    h ^= v * 0x9e3779b97f4a7c15ULL;
-    h = (h << 27) | (h >> 37);
-    return h * 0xbf58476d1ce4e5b9ULL;
-}
-
+/* Seven independent multiplications (they pipeline, where a chained mix
+ * would wait for each), then one final mix: about a third of the latency
+ * of a word-by-word chain, and every key bit still reaches the result. */
 static uint32_t key_hash(const struct vs_flow_cache *fc, const struct flow_key *k)
 {
+    static const uint64_t m[7] = {
+        0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL, 0x94d049bb133111ebULL,
+        0xd6e8feb86659fd93ULL, 0xa0761d6478bd642fULL, 0xe7037ed1a0b428dbULL,
+        0x8ebc6af09c88c6e3ULL};
     uint64_t w[7];
     memcpy(w, k, sizeof w);
     uint64_t h = fc->seed;
     for (int i = 0; i < 7; i++)
-        h = mix(h, w[i]);
-    return (uint32_t)(h ^ (h >> 32));
+        h ^= (w[i] ^ m[i]) * m[(i + 3) % 7];
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    return (uint32_t)h;
 }
 
 static int64_t find(const struct vs_flow_cache *fc, const struct flow_key *k,
