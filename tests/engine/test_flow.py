@@ -214,6 +214,7 @@ def hostile(ip: bytes) -> bytes:
     return bytes.fromhex(B.replace(":", "") + A.replace(":", "")) + b"\x08\x00" + ip
 
 
+@pytest.mark.sanitize
 def test_hostile_headers_counted(engine, three):
     enable(engine)
     p1 = three[0]
