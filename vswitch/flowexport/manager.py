@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .._engine import lib
@@ -186,27 +186,35 @@ class BridgeExport:
 
     def apply(self, fe: FlowExport) -> None:
         """Make the running exports match fe: a protocol whose settings did
-        not change keeps running (and counting) untouched."""
+        not change keeps running (and counting) untouched.  If one cannot
+        start (no memory for its cache), what was running is put back."""
         old = self.fe
-        if old.protocol("netflow") != fe.protocol("netflow"):
-            if self.netflow:
-                self.netflow.stop()
-                self.netflow = None
-            if fe.netflow:
-                self.netflow = _NetFlow(self.dp, self.br, fe)
-        if old.protocol("ipfix") != fe.protocol("ipfix"):
-            if self.ipfix:
-                self.ipfix.stop()
-                self.ipfix = None
-            if fe.ipfix:
-                self.ipfix = _Ipfix(self.dp, self.br, fe)
-        if old.protocol("sflow") != fe.protocol("sflow"):
-            if self.sflow:
-                self.sflow.stop()
-                self.sflow = None
-            if fe.sflow:
-                self.sflow = _Sflow(self.dp, self.br, fe, self.ports)
-        self.fe = fe
+        try:
+            self._apply(fe)
+        except BaseException:
+            self._apply(old)
+            raise
+
+    def _apply(self, fe: FlowExport) -> None:
+        for proto in ("netflow", "ipfix", "sflow"):
+            if self.fe.protocol(proto) == fe.protocol(proto):
+                continue
+            running = getattr(self, proto)
+            if running:
+                running.stop()
+                setattr(self, proto, None)
+            # what runs now is "off" for this protocol, whatever comes next
+            off: dict[str, Any] = {k: None for k in self.fe.protocol(proto)}
+            off[proto] = ()
+            self.fe = replace(self.fe, **off)
+            if getattr(fe, proto):
+                if proto == "netflow":
+                    self.netflow = _NetFlow(self.dp, self.br, fe)
+                elif proto == "ipfix":
+                    self.ipfix = _Ipfix(self.dp, self.br, fe)
+                else:
+                    self.sflow = _Sflow(self.dp, self.br, fe, self.ports)
+            self.fe = replace(self.fe, **fe.protocol(proto))
 
     def tick(self, now: float) -> None:
         for exp in (self.netflow, self.ipfix):
