@@ -30,7 +30,7 @@ from .bond_commands import BondCommands
 from .datapath import Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .flowexport.manager import FlowExports, PortView
-from .flowexport.settings import FLOW_KEYS, parse_flow_export
+from .flowexport.settings import FLOW_KEYS, changed_flow_export
 from .netns import NamespaceRegistry
 from .ports import Attachment, PortFactory
 from .runtime_state import RuntimeState
@@ -317,7 +317,11 @@ class Switch(BondCommands):
         new = br
         flow_keys = {k: v for k, v in settings.items() if k in FLOW_KEYS}
         if flow_keys:
-            new = self._with_flow_settings(br, flow_keys)
+            try:
+                new = replace(br, flow_export=changed_flow_export(br.flow_export, flow_keys,
+                                                                  ("bridge", name)))
+            except ConfigError as e:
+                raise _cfg_error(e) from None
         for key, value in settings.items():
             path = ("bridge", name, key)
             try:
@@ -354,28 +358,6 @@ class Switch(BondCommands):
         self._commit(self.config.with_bridge(new), undo)
 
     # --- flow export (vswitch/flowexport) and port numbers ------------------------------
-    @staticmethod
-    def _with_flow_settings(br: BridgeConfig, settings: dict[str, Any]) -> BridgeConfig:
-        """br with flow keys changed; an empty value clears a key (an empty
-        collector list turns that export off)."""
-        merged = br.flow_export.to_json() if br.flow_export else {}
-        for key, value in settings.items():
-            if value in ("", None, []):
-                merged.pop(key, None)
-                if key in ("netflow", "ipfix", "sflow"):
-                    # that export is off: its settings go with it (as Open
-                    # vSwitch's NetFlow/IPFIX/sFlow record does)
-                    for k in [k for k in merged if k.startswith(key + "_")]:
-                        if k not in settings:
-                            merged.pop(k)
-            else:
-                merged[key] = value
-        try:
-            fe = parse_flow_export(merged, ("bridge", br.name))
-        except ConfigError as e:
-            raise _cfg_error(e) from None
-        return replace(br, flow_export=fe if fe.to_json() else None)
-
     def _apply_flows(self, br: BridgeConfig) -> None:
         rt = self.bridges[br.name]
 

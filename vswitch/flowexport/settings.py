@@ -166,3 +166,23 @@ def parse_flow_export(data: Mapping[str, Any], path: Path) -> FlowExport:
         else:
             values[key] = check_int(raw, where, key, *RANGES[key])
     return FlowExport(**values)
+
+
+def changed_flow_export(current: FlowExport | None, settings: Mapping[str, Any],
+                        path: Path) -> FlowExport | None:
+    """`set bridge` on flow keys: current with settings applied, None when
+    nothing is left.  An empty value clears a key; an empty collector list
+    turns that export off and clears its other settings too (as Open
+    vSwitch drops the whole NetFlow/IPFIX/sFlow record), unless they are
+    set in the same command."""
+    merged = current.to_json() if current else {}
+    for key, value in settings.items():
+        if value in ("", None, []):
+            merged.pop(key, None)
+            if key in TARGET_KEYS:
+                for k in [k for k in merged if k.startswith(key + "_") and k not in settings]:
+                    merged.pop(k)
+        else:
+            merged[key] = value
+    fe = parse_flow_export(merged, path)
+    return fe if fe.to_json() else None
