@@ -22,6 +22,10 @@ def flow_stats(result: dict[str, Any], params: dict[str, Any]) -> str:
                                          "fragments", "bad_length") if cache[k]}
             if odd:
                 out.append("    " + ", ".join(f"{k}={v}" for k, v in odd.items()))
+        sampling = live.get("sampling")
+        if sampling:
+            out.append(f"    samples: {sampling['sampled']} of {sampling['seen']} frames, "
+                       f"{sampling['dropped']} lost (upcall queue full)")
         for target, st in live.get("collectors", {}).items():
             out.append(f"    {target}: {st['datagrams']} datagrams, {st['bytes']} bytes, "
                        f"refused={st['refused']}, dropped={st['dropped']}, "
