@@ -367,6 +367,23 @@ static bool frag_needed(struct vs_dp *dp, const struct vs_pkt *pkt, struct vs_if
     return true;
 }
 
+/* The frame as the port sends it, in two pieces: the L2 header we rewrote
+ * into l2 (*l2len bytes, 0 when the tag does not change), and the rest as
+ * received (returned, *tail_len bytes). */
+static const uint8_t *as_sent(const struct vs_pkt *pkt, bool tagged, uint8_t l2[24],
+                              uint32_t *l2len, uint32_t *tail_len)
+{
+    bool has_tag = pkt->tag_len && vs_rd16(pkt->data + 14) == pkt->tci;
+    *l2len = 0;
+    *tail_len = pkt->len;
+    if (tagged == (pkt->tag_len != 0) && !(tagged && !has_tag))
+        return pkt->data;
+    uint32_t from = pkt->tag_len ? pkt->payload_off : 12;
+    *l2len = inner_l2(pkt, tagged, l2, from);
+    *tail_len = pkt->len - from;
+    return pkt->data + from;
+}
+
 /* A frame that is not a GSO segment: one datagram per remote, two pieces
  * each (headers with the L2 header we may have changed, then the rest of
  * the frame as received). */
@@ -394,17 +411,9 @@ static void output_frame(struct vs_dp *dp, struct vs_pkt *pkt, bool tagged,
             return;
         }
     }
-    /* What we rewrite: the L2 header, when the tag changes. */
     uint8_t l2[24];
-    uint32_t l2len = 0;
-    const uint8_t *tail = pkt->data;
-    uint32_t tail_len = pkt->len;
-    bool has_tag = pkt->tag_len && vs_rd16(pkt->data + 14) == pkt->tci;
-    if (tagged != (pkt->tag_len != 0) || (tagged && !has_tag)) {
-        l2len = inner_l2(pkt, tagged, l2, pkt->tag_len ? pkt->payload_off : 12);
-        tail = pkt->data + (pkt->tag_len ? pkt->payload_off : 12);
-        tail_len = pkt->len - (uint32_t)(tail - pkt->data);
-    }
+    uint32_t l2len, tail_len;
+    const uint8_t *tail = as_sent(pkt, tagged, l2, &l2len, &tail_len);
     uint32_t isum = 0;
     if (t->cfg.flags & VS_TUN_F_CSUM) {
         isum = l2len ? sum_be(l2, l2len) : 0;
@@ -662,6 +671,16 @@ void vs_tunnel_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
         }
     }
     bool tagged = vs_vlan_egress_tagged(op, pkt->vlan);
+    if (out->capture) {
+        /* a capture on a tunnel port sees the inner frame, once, as the port
+         * sends it (before replication and segmentation), as tcpdump on a
+         * kernel vxlan device does */
+        uint8_t l2[24];
+        uint32_t l2len, tail_len;
+        const uint8_t *tail = as_sent(pkt, tagged, l2, &l2len, &tail_len);
+        struct iovec iov[2] = {{l2, l2len}, {(void *)tail, tail_len}};
+        vs_upcall_capture_tx(dp, out, l2len ? iov : iov + 1, l2len ? 2 : 1, 0);
+    }
     if (vs_vnet_is_gso(&pkt->vnet))
         output_gso(dp, pkt, tagged, out, only);
     else

@@ -394,3 +394,27 @@ def test_too_big_without_a_way_to_say_so_is_a_counted_drop(tun):
         assert p.flags & 2
     finally:
         sniff.close()
+
+
+def test_capture_on_a_tunnel_port_sees_inner_frames(tun):
+    """Like tcpdump on a kernel vxlan device: the inner frame, once per frame
+    whatever the number of remotes, tagged as the tunnel port sends it; and
+    what arrives, decapsulated."""
+    from vswitch.datapath import UPCALL_CAPTURE, UPCALL_RX, UPCALL_TX
+
+    from .test_upcall import drain
+    tun.dp.set_vlan(tun.tport, "trunk", None, [10])
+    access = tun.add_port()
+    tun.dp.set_vlan(access.port, "access", 10, [])
+    tun.dp.set_capture(tun.tif, 65535)
+    f = bytes(Ether(src=mac(1), dst=BCAST) / ARP())
+    tun.send(access, f)
+    sent = [d[8:] for d in (tun.remotes[0].recv()[0], tun.remotes[1].recv()[0])]
+    back = bytes(Ether(src=mac(3), dst=mac(1)) / Dot1Q(vlan=10) / ARP(op=2))
+    tun.remotes[1].send(vxlan_hdr() + back)
+    wait_recv(access)
+    ups = drain(tun.dp)
+    assert [(u["iface"], u["direction"], u["reason"]) for u, _ in ups] == \
+        [(tun.tif, UPCALL_TX, UPCALL_CAPTURE), (tun.tif, UPCALL_RX, UPCALL_CAPTURE)]
+    assert ups[0][1] == sent[0] == sent[1] and Ether(ups[0][1])[Dot1Q].vlan == 10
+    assert ups[1][1] == back
