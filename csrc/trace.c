@@ -147,8 +147,7 @@ static int trace_locked(struct vs_dp *dp, int i, const uint8_t *frame, size_t le
     if (!in)
         return -ENOENT;
     struct vs_bridge *br = dp->bridges[dp->ports[in->port].bridge];
-    size_t hdr = in->vnet ? VS_VNET_HDR_LEN : 0;
-    if (len > hdr + VS_MAX_FRAME)
+    if (len > VS_MAX_FRAME)
         return -EMSGSIZE;
     struct saved *sv = save(dp, br);
     if (!sv)
@@ -160,8 +159,12 @@ static int trace_locked(struct vs_dp *dp, int i, const uint8_t *frame, size_t le
     dp->tc.mirror = -1;
     dp->tc.src_key = dp->tc.evicted = 0;
     dp->trace = out;
-    vs_load_frame(dp, in, frame, len);
-    vs_forward_batch(dp, in, dp->pkts, 1);
+    struct vs_pkt *pkt = &dp->pkts[0];
+    memset(&pkt->vnet, 0, sizeof pkt->vnet);
+    pkt->data = dp->bufs + VS_HEADROOM;
+    pkt->len = (uint32_t)len;
+    memcpy(pkt->data, frame, len);
+    vs_forward_batch(dp, in, pkt, 1);
     dp->trace = NULL;
     restore(dp, sv);
     free(sv);

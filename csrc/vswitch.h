@@ -403,8 +403,8 @@ struct vs_trace {
     struct vs_trace_output outputs[VS_MAX_PORTS];
 };
 
-/* frame: as iface would read it (a virtio-net header first when it has
- * one).  0 with *out filled, or -errno. */
+/* frame: the Ethernet frame alone, as if it arrived on iface with no
+ * offload metadata (no virtio-net header).  0 with *out filled, or -errno. */
 int vs_dp_trace(vs_dp *dp, int iface, const uint8_t *frame, size_t len,
                 struct vs_trace *out);
 

@@ -27,7 +27,7 @@ def trace_and_send(engine, tp, raw):
     for p in engine.ports:
         engine.recv_all(p)
     before = state(engine)
-    t = engine.dp.trace(tp.iface, (bytes(10) if tp.vnet else b"") + raw)
+    t = engine.dp.trace(tp.iface, raw)
     after = state(engine)
     assert after[0] == before[0], "a trace changed counters"
     assert after[1] == before[1], "a trace changed the FDB"
