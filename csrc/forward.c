@@ -16,7 +16,10 @@
  * (by the port it came in on, the ports it goes out of, its VLAN) get it
  * once the normal outputs are done (mirror.c).  vs_dp_trace runs this very
  * code with a recorder (dp->trace) that notes each step; its hooks are the
- * TRACE() lines and the few "if (dp->trace)" below, off the common path.
+ * lines that begin "if (tracing)".  tracing is read from
+ * dp->trace once per burst and once per output and passed down, so the
+ * common path tests a register, not memory that every counter update
+ * might have changed (the engine is built with -fno-strict-aliasing).
  */
 #include <string.h>
 
@@ -32,7 +35,7 @@ static inline void drop(struct vs_dp *dp, struct vs_iface *ifc, int reason)
 /* Write pkt to out as port op tags its VLAN: the frame is never copied, a
  * tag is pushed or popped by writing it in up to three pieces. */
 static void emit(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
-                 struct vs_iface *out)
+                 struct vs_iface *out, bool tracing)
 {
     uint8_t tag[4];
     struct vs_parts fp = {.head = pkt->data, .head_len = pkt->len};
@@ -58,7 +61,7 @@ static void emit(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
         drop(dp, out, VS_DROP_OVERSIZE);
         return;
     }
-    if (dp->trace) {
+    if (tracing) {
         vs_trace_output(dp, op, out, pkt->vlan, tagged);
         return;
     }
@@ -81,7 +84,7 @@ struct segment_out {
 static void emit_segment(struct vs_dp *dp, struct vs_pkt *seg, void *ctx)
 {
     struct segment_out *so = ctx;
-    emit(dp, seg, so->op, so->out);
+    emit(dp, seg, so->op, so->out, false);
 }
 
 static inline bool takes_offloads(const struct vs_iface *out)
@@ -89,14 +92,15 @@ static inline bool takes_offloads(const struct vs_iface *out)
     return out->vnet && !out->no_offload;
 }
 
-bool vs_port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
-                    bool unicast, struct vs_iface *in)
+/* vs_port_output's body, inlined into the forwarding pass (output_port). */
+static inline bool port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
+                               bool unicast, struct vs_iface *in, bool tracing)
 {
     if (op->n_members == 0) {
         if (unicast)
             drop(dp, in, VS_DROP_NO_MEMBER);
-        else
-            TRACE(dp, VS_TRACE_SKIP, (int)(op - dp->ports), 2, 0);
+        else if (tracing)
+            vs_trace_step(dp, VS_TRACE_SKIP, (int)(op - dp->ports), 2, 0);
         return unicast;  /* flood: a port still being set up, or whose device
                             failed to attach, is no destination */
     }
@@ -111,7 +115,7 @@ bool vs_port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
         drop(dp, out, VS_DROP_IFACE_DOWN);
         return false;
     }
-    if (!takes_offloads(out) && !dp->trace) {
+    if (!takes_offloads(out) && !tracing) {
         if (vs_vnet_is_gso(&pkt->vnet)) {
             /* Segments are built one by one in a single scratch buffer:
              * they must leave at once, not wait in the transmit queue. */
@@ -131,8 +135,14 @@ bool vs_port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
             vs_vnet_complete_csum(pkt);
         }
     }
-    emit(dp, pkt, op, out);
+    emit(dp, pkt, op, out, tracing);
     return false;
+}
+
+bool vs_port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
+                    bool unicast, struct vs_iface *in)
+{
+    return port_output(dp, pkt, op, unicast, in, dp->trace != NULL);
 }
 
 /* Send pkt out of port op.  For a flood, a port that does not carry the
@@ -140,30 +150,30 @@ bool vs_port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
  * at all is the input's drop: returns true when it counted one there. */
 static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
                         struct vs_port *op, bool unicast,
-                        struct vs_iface *in)
+                        struct vs_iface *in, bool tracing)
 {
     if (!vs_vlan_carries(op, pkt->vlan)) {
         if (unicast)
             drop(dp, in, VS_DROP_VLAN);
-        else
-            TRACE(dp, VS_TRACE_SKIP, (int)(op - dp->ports), 1, 0);
+        else if (tracing)
+            vs_trace_step(dp, VS_TRACE_SKIP, (int)(op - dp->ports), 1, 0);
         return unicast;
     }
     dp->mirror_hits |= op->mirror_dst;
-    return vs_port_output(dp, pkt, op, unicast, in);
+    return port_output(dp, pkt, op, unicast, in, tracing);
 }
 
 static void flood(struct vs_dp *dp, struct vs_bridge *br, struct vs_pkt *pkt,
-                  struct vs_iface *in)
+                  struct vs_iface *in, bool tracing)
 {
     for (int i = 0; i < br->n_ports; i++) {
         uint16_t p = br->ports[i];
         if (p == in->port)
             continue;
-        if (dp->ports[p].mirror_out)
-            TRACE(dp, VS_TRACE_SKIP, p, 3, 0);
-        else
-            output_port(dp, pkt, &dp->ports[p], false, in);
+        if (!dp->ports[p].mirror_out)
+            output_port(dp, pkt, &dp->ports[p], false, in, tracing);
+        else if (tracing)
+            vs_trace_step(dp, VS_TRACE_SKIP, p, 3, 0);
     }
 }
 
@@ -188,11 +198,6 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
                      struct vs_port *inp, struct vs_fdb *fdb,
                      struct vs_pkt *pkt)
 {
-    TRACE(dp, VS_TRACE_RECEIVE, (int)(in - dp->ifaces), in->port, (int)pkt->len);
-    if (inp->mirror_out) {
-        drop(dp, in, VS_DROP_MIRROR_PORT);   /* reserved for a mirror's output */
-        return false;
-    }
     if (in->vnet && !vs_vnet_valid(&pkt->vnet, pkt->len)) {
         drop(dp, in, VS_DROP_BAD_VNET_HDR);
         return false;
@@ -202,7 +207,6 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
         drop(dp, in, VS_DROP_RUNT);
         return false;
     }
-    TRACE(dp, VS_TRACE_PARSE, ps.ntags, ps.ntags ? ps.outer_tci & 0xfff : -1, ps.ethertype);
     pkt->l3_offset = ps.l3_offset;
     if (!vs_vnet_is_gso(&pkt->vnet) && pkt->len - ps.l3_offset > in->mtu) {
         drop(dp, in, VS_DROP_OVERSIZE);
@@ -219,7 +223,6 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
         drop(dp, in, VS_DROP_VLAN);
         return false;
     }
-    TRACE(dp, VS_TRACE_VLAN, pkt->vlan, inp->vlan_mode, pkt->tci);
     pkt->dst_key = fdb_key(pkt->vlan, vs_mac_to_u64(pkt->data));
     pkt->src_key = fdb_key(pkt->vlan, vs_mac_to_u64(pkt->data + 6));
     pkt->dst_hash = fdb_hash(fdb, pkt->dst_key);
@@ -230,15 +233,16 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
 }
 
 static void learn(struct vs_dp *dp, struct vs_bridge *br, struct vs_iface *in,
-                  const struct vs_pkt *pkt, uint32_t now_s)
+                  const struct vs_pkt *pkt, uint32_t now_s, bool tracing)
 {
     static const uint8_t zero[6];
     const uint8_t *src = pkt->data + 6;
     if (vs_mac_is_group(src) || memcmp(src, zero, 6) == 0) {
-        TRACE(dp, VS_TRACE_NO_LEARN, vs_mac_is_group(src) ? 1 : 2, 0, 0);
+        if (tracing)
+            vs_trace_step(dp, VS_TRACE_NO_LEARN, vs_mac_is_group(src) ? 1 : 2, 0, 0);
         return;
     }
-    if (dp->trace)
+    if (tracing)
         vs_trace_learn(dp, br, pkt, in->port);
     else
         fdb_learn(&br->fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
@@ -247,12 +251,12 @@ static void learn(struct vs_dp *dp, struct vs_bridge *br, struct vs_iface *in,
 
 /* The port pkt's destination is learned on, or -1 to flood. */
 static inline int lookup(struct vs_dp *dp, const struct vs_fdb *fdb,
-                         const struct vs_pkt *pkt)
+                         const struct vs_pkt *pkt, bool tracing)
 {
     if (vs_mac_is_group(pkt->data))
         return -1;
     int64_t s = fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
-    if (dp->trace)
+    if (tracing)
         return vs_trace_lookup(dp, fdb, pkt, s);
     return s < 0 ? -1 : fdb->slots[s].port;
 }
@@ -261,9 +265,11 @@ static inline int lookup(struct vs_dp *dp, const struct vs_fdb *fdb,
  * send. */
 static void forward_one(struct vs_dp *dp, struct vs_bridge *br,
                         struct vs_iface *in, struct vs_port *inp,
-                        struct vs_pkt *pkt, uint32_t now_s)
+                        struct vs_pkt *pkt, uint32_t now_s, bool tracing)
 {
     struct vs_fdb *fdb = &br->fdb;
+    if (tracing)
+        vs_trace_step(dp, VS_TRACE_VLAN, pkt->vlan, inp->vlan_mode, pkt->tci);
     if (!in->enabled) {
         drop(dp, in, VS_DROP_BOND);
         return;
@@ -272,18 +278,20 @@ static void forward_one(struct vs_dp *dp, struct vs_bridge *br,
         int64_t s = fdb_find(fdb, pkt->src_key, pkt->src_hash);
         int learned = s >= 0 ? fdb->slots[s].port : -1;
         bool ok = vs_bond_admissible(dp, inp, in, pkt, learned);
-        TRACE(dp, VS_TRACE_BOND_ADMIT, ok, inp->bond_mode, inp->active);
+        if (tracing)
+            vs_trace_step(dp, VS_TRACE_BOND_ADMIT, ok, inp->bond_mode, inp->active);
         if (!ok) {
             drop(dp, in, VS_DROP_BOND);
             return;
         }
     }
-    learn(dp, br, in, pkt, now_s);
-    int dst = lookup(dp, fdb, pkt);
+    learn(dp, br, in, pkt, now_s, tracing);
+    int dst = lookup(dp, fdb, pkt, tracing);
     if (dst < 0) {
-        TRACE(dp, VS_TRACE_FLOOD, vs_mac_is_group(pkt->data) ? 2 : 1, 0, 0);
+        if (tracing)
+            vs_trace_step(dp, VS_TRACE_FLOOD, vs_mac_is_group(pkt->data) ? 2 : 1, 0, 0);
         in->stats.rx_forwarded++;
-        flood(dp, br, pkt, in);
+        flood(dp, br, pkt, in, tracing);
         return;
     }
     struct vs_port *op = &dp->ports[dst];
@@ -291,7 +299,7 @@ static void forward_one(struct vs_dp *dp, struct vs_bridge *br,
         drop(dp, in, VS_DROP_SAME_PORT);
     else if (op->mirror_out)
         drop(dp, in, VS_DROP_MIRROR_PORT);
-    else if (!output_port(dp, pkt, op, true, in))
+    else if (!output_port(dp, pkt, op, true, in, tracing))
         in->stats.rx_forwarded++;
 }
 
@@ -302,20 +310,23 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
     struct vs_bridge *br = dp->bridges[inp->bridge];
     uint32_t now_s = (uint32_t)(vs_now_ms_locked(dp) / 1000);
     bool ok[VS_BATCH];
+    const bool tracing = dp->trace != NULL;
     dp->stage_tx = true;
-    if (in->capture && !dp->trace)
+    if (in->capture && !tracing)
         vs_upcall_capture_rx(dp, in, pkts, n);
 
     for (int i = 0; i < n; i++) {
         in->stats.rx_packets++;
         in->stats.rx_bytes += pkts[i].len;
-        ok[i] = classify(dp, in, inp, &br->fdb, &pkts[i]);
+        /* a port reserved for a mirror's output sends nothing anywhere */
+        ok[i] = !inp->mirror_out ? classify(dp, in, inp, &br->fdb, &pkts[i])
+                                 : (drop(dp, in, VS_DROP_MIRROR_PORT), false);
     }
     for (int i = 0; i < n; i++) {
         if (!ok[i])
             continue;
         dp->mirror_hits = 0;
-        forward_one(dp, br, in, inp, &pkts[i], now_s);
+        forward_one(dp, br, in, inp, &pkts[i], now_s, tracing);
         if (br->mirrors_on)
             vs_mirror_frame(dp, br, in, &pkts[i],
                             inp->mirror_src | br->mirror_all | dp->mirror_hits);

@@ -164,6 +164,13 @@ static int trace_locked(struct vs_dp *dp, int i, const uint8_t *frame, size_t le
     pkt->data = dp->bufs + VS_HEADROOM;
     pkt->len = (uint32_t)len;
     memcpy(pkt->data, frame, len);
+    /* What classify() finds out first is noted here, from the same parser,
+     * so the forwarding pass needs no hook before its VLAN decision. */
+    vs_trace_step(dp, VS_TRACE_RECEIVE, i, in->port, (int)len);
+    struct vs_parsed ps;
+    if (vs_parse(pkt->data, pkt->len, &ps) == 0)
+        vs_trace_step(dp, VS_TRACE_PARSE, ps.ntags, ps.ntags ? ps.outer_tci & 0xfff : -1,
+                      ps.ethertype);
     vs_forward_batch(dp, in, pkt, 1);
     dp->trace = NULL;
     restore(dp, sv);

@@ -349,7 +349,9 @@ class Switch(BondCommands, MirrorCommands):
             where = f" on bridge {bridge}" if bridge else ""
             raise not_found(f"no port named {name}{where}")
         br, cfg = found
-        for b, m in self._mirror_outputs(name):
+        outputs_to = self._mirror_outputs(name)
+        if outputs_to:
+            b, m = outputs_to[0]
             raise VswitchError("EBUSY", f"port {name} is the output of mirror {m} on bridge "
                                         f"{b} (del-mirror {b} {m} first)")
         statics = tuple(s for s in br.static_macs if s.port != name)
