@@ -83,7 +83,7 @@ enum vs_drop_reason {
     VS_DROP_BOND = 6,          /* not admissible on this bond member */
     VS_DROP_NO_GSO = 7,        /* output cannot take a segmented frame */
     VS_DROP_TX_ERROR = 8,      /* write()/send() failed (queue full, gone) */
-    VS_DROP_IFACE_DOWN = 9,    /* output interface failed or disabled */
+    VS_DROP_IFACE_DOWN = 9,    /* output interface failed, disabled or down */
     VS_DROP_NO_MEMBER = 10,    /* bond has no enabled member */
     VS_DROP_MIRROR_PORT = 11,  /* received on, or learned on, a port reserved
                                 * for a mirror's output */
@@ -93,8 +93,8 @@ enum vs_drop_reason {
 /* Every frame read from an interface is counted once in rx_packets and
  * then exactly once more: in rx_forwarded (sent on, or flooded, possibly to
  * nobody), in rx_upcall (claimed by the control plane) or in one of the
- * drops[] of that interface.  Drops on the way out
- * (an output that cannot take it) count on the output interface. */
+ * drops[] of that interface.  Drops on the way out (an output that cannot
+ * take it) count on the output interface. */
 struct vs_iface_stats {
     uint64_t rx_packets;
     uint64_t rx_bytes;
