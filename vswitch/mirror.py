@@ -203,9 +203,8 @@ class MirrorCommands:
 
     def _resync_mirrors_of(self, rt: BridgeRuntime) -> None:
         """After a port of rt was (re)built: its engine id changed."""
-        for name, other in self.bridges.items():
-            if other is rt and name in self.config.bridges:
-                self._sync_mirrors(name, self.config.bridges[name])
+        if rt.name in self.config.bridges and self.bridges.get(rt.name) is rt:
+            self._sync_mirrors(rt.name, self.config.bridges[rt.name])
 
     def _mirror_outputs(self, port: str) -> list[tuple[str, str]]:
         """(bridge, mirror) pairs that output to `port`."""
