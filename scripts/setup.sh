@@ -33,7 +33,8 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 if (( want_test )); then
     pkgs+=("iperf3:/usr/bin/iperf3" "openvswitch-switch:/usr/sbin/ovs-vswitchd"
-           "netsniff-ng:/usr/sbin/trafgen" "ethtool:/usr/sbin/ethtool"
+           "netsniff-ng:/usr/sbin/trafgen" "tcpdump:/usr/bin/tcpdump"
+           "ethtool:/usr/sbin/ethtool"
            # flow export collectors (tests/flows): NetFlow/IPFIX, IPFIX/sFlow
            "nfdump:/usr/bin/nfcapd" "pmacct:/usr/sbin/nfacctd")
 fi

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:   # imported lazily below: flowexport.settings imports this module
     from .flowexport.settings import FlowExport
+    from .mirror import MirrorConfig
 
 Path = tuple[str, ...]
 
@@ -301,6 +302,7 @@ class BridgeConfig:
     mac_table_size: int = DEFAULT_MAC_TABLE_SIZE
     ports: Mapping[str, PortConfig] = field(default_factory=dict)
     static_macs: tuple[StaticMac, ...] = ()
+    mirrors: tuple[MirrorConfig, ...] = ()     # vswitch/mirror.py
     flow_export: "FlowExport | None" = None   # netflow/ipfix/sflow keys; None: none set
     # networks (netconfig.py): None means "not set" (no subnet; the
     # subnet's first host as gateway; masquerade on)
@@ -347,6 +349,8 @@ class BridgeConfig:
             out.update(self.flow_export.to_json())
         if self.static_macs:
             out["fdb"] = [s.to_json() for s in self.static_macs]
+        if self.mirrors:
+            out["mirror"] = [m.to_json() for m in self.mirrors]
         for key in ("subnet", "gateway", "masquerade", "subnet6", "gateway6"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -389,7 +393,7 @@ def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     """Open vSwitch spells some bond keys with dashes (bond-primary,
     bond-detect-mode); accept both spellings."""
     return {k.replace("-", "_"): v for k, v in data.items()}
-BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "subnet", "gateway",
+BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "mirror", "subnet", "gateway",
                "masquerade", "subnet6", "gateway6")
 
 
@@ -576,10 +580,12 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
     if len(statics) > size:
         raise ConfigError(path + ("fdb",), f"{len(statics)} static entries do not fit "
                                            f"in mac_table_size {size}")
+    from .mirror import parse_mirrors   # mirror.py builds on this module
+    mirrors = parse_mirrors(data.get("mirror", []), path + ("mirror",), ports)
     flows = parse_flow_export(data, path)
     br = BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
-                      static_macs=statics, flow_export=flows if flows.to_json() else None,
-                      **network)
+                      static_macs=statics, mirrors=mirrors,
+                      flow_export=flows if flows.to_json() else None, **network)
     netconfig.check_bridge(br)
     return br
 

@@ -14,19 +14,29 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 from . import protocol
-from .api import MUTATING, dispatch
+from .api import MUTATING, Params, dispatch
 from .errors import VswitchError
 from .switch import Switch
+
+# A streaming method (protocol.py): it answers and streams on the connection
+# itself; VswitchError before its first reply is an ordinary error.
+StreamHandler = Callable[[Any, Params, asyncio.StreamReader, asyncio.StreamWriter],
+                         Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
 
 class ControlServer:
-    def __init__(self, switch: Switch, path: Path) -> None:
+    def __init__(self, switch: Switch, path: Path,
+                 streams: dict[str, StreamHandler] | None = None,
+                 on_change: list[Callable[[], None]] | None = None) -> None:
         self.switch = switch
         self.path = path
+        self.streams = streams or {}
+        self.on_change = on_change or []    # after every configuration change
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Task] = set()
 
@@ -65,7 +75,12 @@ class ControlServer:
                                                 f"{protocol.MAX_REQUEST} bytes"))
                     await writer.drain()
                     return
-                writer.write(self._handle(line))
+                req = self._parse(line)
+                if isinstance(req, dict) and req.get("method") in self.streams:
+                    if await self._stream(req, reader, writer):
+                        return      # a stream ends its connection
+                    continue
+                writer.write(req if isinstance(req, bytes) else self._handle(req))
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -73,13 +88,32 @@ class ControlServer:
             self._clients.discard(task)
             writer.close()
 
-    def _handle(self, line: bytes) -> bytes:
+    @staticmethod
+    def _parse(line: bytes) -> dict[str, Any] | bytes:
+        """The request, or the error reply to send instead."""
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             return protocol.error(None, "EINVAL", "request is not valid JSON")
         if not isinstance(req, dict):
             return protocol.error(None, "EINVAL", "request must be a JSON object")
+        return req
+
+    async def _stream(self, req: dict[str, Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        """Serve a streaming request: True when its stream ran; False when
+        it failed before the stream began (the error is written, and the
+        connection goes on as JSON lines)."""
+        method, req_id = req["method"], req.get("id")
+        try:
+            await self.streams[method](req_id, Params(method, req.get("params")), reader, writer)
+        except VswitchError as e:
+            writer.write(protocol.error(req_id, e.code, e.message))
+            await writer.drain()
+            return False
+        return True
+
+    def _handle(self, req: dict[str, Any]) -> bytes:
         req_id = req.get("id")
         method = req.get("method")
         try:
@@ -93,4 +127,9 @@ class ControlServer:
             return protocol.error(req_id, "EIO", f"internal error: {e}")
         if method in MUTATING:
             log.info("%s %s: ok", method, json.dumps(req.get("params"), sort_keys=True))
+            for hook in self.on_change:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("after %s", method)
         return protocol.reply(req_id, result)
