@@ -69,9 +69,11 @@ class Params:
 def _add_br(sw: Switch, p: Params) -> None:
     name, settings, may = p.text("bridge"), p.settings(), p.flag("may_exist")
     p.done()
-    bad = set(settings) - {"mac_aging", "mac_table_size"}
+    bad = {k for k in settings if not k.startswith("external_ids:")} - {
+        "mac_aging", "mac_table_size", "external_ids"}
     if bad:
-        raise invalid(f"unknown bridge setting {sorted(bad)[0]!r} (mac_aging, mac_table_size)")
+        raise invalid(f"unknown bridge setting {sorted(bad)[0]!r} (mac_aging, mac_table_size, "
+                      "external_ids)")
     sw.add_bridge(name, settings, may)
 
 

@@ -31,6 +31,8 @@ from .client import default_sock
 from .config import SwitchConfig
 from .config_file import ConfigFileError, load_config_file
 from .datapath import Datapath
+from .docker import DEFAULT_PLUGIN_SOCK, start_plugin
+from .docker.http import UnixHttpServer
 from .errors import VswitchError
 from .monitor import LinkMonitor
 from .netns import NamespaceRegistry
@@ -62,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--busy-poll-us", type=int, default=DEFAULT_BUSY_POLL_US, metavar="USEC",
                     help="cap of the adaptive polling window after a burst "
                          f"(default {DEFAULT_BUSY_POLL_US}; 0: never poll)")
+    ap.add_argument("--docker-plugin", nargs="?", const=DEFAULT_PLUGIN_SOCK, default=None,
+                    metavar="PATH", help="serve Docker's remote network driver protocol on "
+                    f"PATH (default {DEFAULT_PLUGIN_SOCK}: the plugin 'vswitch')")
     ap.add_argument("--log-level", default="info",
                     choices=["debug", "info", "warning", "error"])
     ap.add_argument("--log-file", metavar="PATH",
@@ -134,7 +139,7 @@ def load_startup_config(args: argparse.Namespace, db: Path) -> SwitchConfig:
 
 async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
                 report: Callable[[str | None], None], busy_poll_us: int,
-                config_file: Path | None) -> None:
+                config_file: Path | None, docker_plugin: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,18 +152,23 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
     server = ControlServer(sw, sock)
     # Subscribed before any port exists, so no link event is missed.
     monitor = LinkMonitor(sw.on_link_event)
+    plugin: UnixHttpServer | None = None
     try:
         dp.set_busy_poll(busy_poll_us)
         dp.start()
         sw.start(cfg)
         monitor.attach(loop)
         await server.start()
+        if docker_plugin:
+            plugin = await start_plugin(sw, docker_plugin, loop)
         loop.add_reader(dp.notify_fd(), _drain_notify, dp.notify_fd())
         if pidfile:
             write_atomic(pidfile, f"{os.getpid()}\n".encode())
     except BaseException as e:
         sw.stop()
         await server.close()
+        if plugin:
+            await plugin.close()
         report(e.message if isinstance(e, VswitchError) else str(e))
         raise
     log.info("vswitchd %s ready on %s (pid %d)", __version__, sock, os.getpid())
@@ -167,6 +177,8 @@ async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
     log.info("stopping")
     monitor.close(loop)
     await server.close()
+    if plugin:
+        await plugin.close()
     sw.stop()
     if pidfile:
         pidfile.unlink(missing_ok=True)
@@ -222,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
         config_file = Path(args.config).resolve() if args.config else None
-        uvloop.run(serve(cfg, db, sock, pidfile, report, args.busy_poll_us, config_file))
+        uvloop.run(serve(cfg, db, sock, pidfile, report, args.busy_poll_us, config_file,
+                         Path(args.docker_plugin) if args.docker_plugin else None))
     except VswitchError:
         return 1
     except Exception:

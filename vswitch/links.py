@@ -56,7 +56,9 @@ def _on_thread(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
 @contextlib.contextmanager
 def _ipr(netns: str | None, what: str) -> Iterator[IPRoute]:
     try:
-        ipr = IPRoute(netns=netns) if netns else IPRoute()
+        # flags=0: never create a namespace here (pyroute2 would, by default,
+        # for a name or path that does not exist); the registry creates ours.
+        ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
     except (OSError, NetlinkError) as e:
         code = getattr(e, "code", None) or getattr(e, "errno", None) or 5
         raise VswitchError.from_errno(code, f"{what}: open netlink in {netns or 'daemon'} "

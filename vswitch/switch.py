@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
-                     check_global, check_int, check_mac, parse_bridge, parse_port,
+                     check_external_ids, check_global, check_int, check_mac,
+                     merge_external_ids, parse_bridge, parse_port,
                      MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
 from . import links
 from .bond import Bond
@@ -247,9 +248,12 @@ class Switch(BondCommands):
                         raise ConfigError(path, f"{len(new.static_macs)} static entries "
                                                 f"do not fit in {size}")
                     new = replace(new, mac_table_size=size)
+                elif key == "external_ids" or key.startswith("external_ids:"):
+                    ids = merge_external_ids(dict(new.external_ids), key, value, path)
+                    new = replace(new, external_ids=check_external_ids(ids, path))
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
-                                            "(mac_aging, mac_table_size)")
+                                            "(mac_aging, mac_table_size, external_ids)")
             except ConfigError as e:
                 raise _cfg_error(e) from None
         rt = self.bridges[name]
@@ -365,7 +369,7 @@ class Switch(BondCommands):
             raise
         log.info("port %s re-created", name)
 
-    LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
+    LIVE_PORT_KEYS = ("external_ids", "ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
                       "bond_miimon_interval", "bond_rebalance_interval")
 
@@ -380,8 +384,17 @@ class Switch(BondCommands):
         if not settings:
             raise invalid("nothing to set")
         merged = cfg.to_json()
-        settings = {k.replace("-", "_"): v for k, v in settings.items()}
+        settings = {k.replace("-", "_") if not k.startswith("external_ids:") else k: v
+                    for k, v in settings.items()}
         for key, value in settings.items():
+            if key == "external_ids" or key.startswith("external_ids:"):
+                try:
+                    merged["external_ids"] = merge_external_ids(
+                        merged.get("external_ids", {}), key, value,
+                        ("bridge", br.name, "port", name, key))
+                except ConfigError as e:
+                    raise _cfg_error(e) from None
+                continue
             if key.startswith("bond_") and cfg.type != "bond":
                 raise invalid(f"{key} is for bonds; {name} is a {cfg.type} port")
             if key not in self.LIVE_PORT_KEYS:
@@ -407,6 +420,32 @@ class Switch(BondCommands):
             self._apply_live(rt, name, cfg)
         new_br = replace(br, ports={**br.ports, name: new})
         self._commit(self.config.with_bridge(new_br), undo)
+
+    def rehome_port(self, name: str, cfg: PortConfig, device: str, netns: str | None) -> None:
+        """Record that a port's device was moved and renamed by someone else
+        (Docker moves the TAP it is handed into the container): the new
+        configuration describes where the device is now, so a restarted
+        daemon re-creates it there.  Nothing is done to the device."""
+        found = self.config.find_port(name)
+        if not found:
+            raise not_found(f"no port named {name}")
+        br, old = found
+        new_cfg = self.config.with_bridge(replace(br, ports={**br.ports, name: cfg}))
+        try:
+            check_global(new_cfg)
+        except ConfigError as e:
+            raise _cfg_error(e) from None
+        prt = self.bridges[br.name].ports[name]
+        old_att = prt.attachment
+        if old_att is not None:
+            prt.attachment = replace(old_att, device=device, netns=netns)
+        prt.cfg = cfg
+
+        def undo() -> None:
+            prt.cfg, prt.attachment = old, old_att
+        self._commit(new_cfg, undo)
+        if old.netns and old.netns != cfg.netns:
+            self._release_netns(old, new_cfg)
 
     def _release_netns(self, cfg: PortConfig, remaining: SwitchConfig) -> None:
         if cfg.type == "tap" and cfg.netns and cfg.netns not in self._netns_in_use(remaining):
@@ -554,6 +593,9 @@ class Switch(BondCommands):
                     entry["device_mac"] = prt.attachment.mac
                     entry["device_mtu"] = prt.attachment.mtu
                 ports.append(entry)
-            out.append({"name": bname, "mac_aging": br.mac_aging,
-                        "mac_table_size": br.mac_table_size, "ports": ports})
+            entry_br: dict[str, Any] = {"name": bname, "mac_aging": br.mac_aging,
+                                        "mac_table_size": br.mac_table_size, "ports": ports}
+            if br.external_ids:
+                entry_br["external_ids"] = dict(br.external_ids)
+            out.append(entry_br)
         return {"bridges": out}
