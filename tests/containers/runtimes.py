@@ -1,0 +1,153 @@
+"""Private container runtimes for the tests: dockerd, Podman, containerd.
+
+Nothing here touches the host's own runtimes or network: each daemon gets
+its own root, state and socket under a temporary directory, and runs in a
+network namespace the test created (dockerd with --iptables=false and
+--bridge=none, so it leaves every firewall and bridge alone) and in a
+mount namespace of its own, so the mounts it makes (overlays, namespace
+bind mounts) vanish with it.  vswitchd runs in the same network and mount
+namespaces: Docker hands it a TAP by name and a namespace path, and both
+must mean the same thing to both.  Every daemon is stopped by its pid.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..helpers import PREFIX, Daemon, sh
+
+DOCKER = "/usr/bin/docker"         # Debian's docker.io client (the reference)
+CNI_BIN = Path("/usr/lib/cni")     # Debian's containernetworking-plugins
+
+# Entered with the daemon's network namespace and a new mount namespace:
+# a private mount tree, and a sysfs of that network namespace (as
+# `ip netns exec` gives) with the cgroup hierarchies kept (which `ip netns
+# exec` would hide, and which dockerd and runc need).
+PRIVATE_MOUNTS = """set -e
+mount --make-rprivate /
+mkdir -p "$1/cg"
+mount --rbind /sys/fs/cgroup "$1/cg"
+mount -t sysfs sysfs /sys
+mount --move "$1/cg" /sys/fs/cgroup
+shift
+exec "$@"
+"""
+
+
+def short_tmpdir(tag: str) -> Path:
+    """UNIX socket paths must stay under 108 bytes: a short directory."""
+    return Path(tempfile.mkdtemp(prefix=f"vs{tag}-", dir="/tmp"))
+
+
+def stop_pid(pid: int | None, timeout: float = 30) -> None:
+    if pid is None or not Path(f"/proc/{pid}").exists():
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+
+
+def reap(proc: subprocess.Popen) -> None:
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class NetnsDaemon(Daemon):
+    """A vswitchd run inside given namespaces (a command prefix such as
+    `nsenter -t PID -m -n` or `ip netns exec NS`), with extra options."""
+
+    def __init__(self, workdir: Path, prefix: list[str], extra: list[str] | None = None
+                 ) -> None:
+        super().__init__(workdir)
+        self.prefix = prefix
+        self.extra = extra or []
+
+    def argv(self, config: Path | None = None) -> list[str]:
+        return self.prefix + super().argv(config) + self.extra
+
+
+class PrivateDocker:
+    """dockerd with its own data root, exec root, socket and namespaces."""
+
+    def __init__(self) -> None:
+        self.dir = short_tmpdir("dk")
+        self.netns = PREFIX + "dk"
+        self.sock = self.dir / "docker.sock"
+        self.proc: subprocess.Popen | None = None
+        self.log = self.dir / "dockerd.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        sh("ip", "netns", "add", self.netns)
+        sh("ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
+        script = self.dir / "mounts.sh"
+        script.write_text(PRIVATE_MOUNTS)
+        argv = ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "-m", "--",
+                "sh", str(script), str(self.dir),
+                "dockerd", "--data-root", str(self.dir / "data"),
+                "--exec-root", str(self.dir / "x"), "--pidfile", str(self.dir / "docker.pid"),
+                "-H", f"unix://{self.sock}", "--iptables=false", "--ip6tables=false",
+                "--bridge=none", "--ip-forward=false", "--ip-masq=false",
+                "--storage-driver=vfs", "--userland-proxy=false", "--log-level=warn"]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dockerd exited: {self.log.read_text()[-3000:]}")
+            if self.docker("info", check=False).returncode == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"dockerd did not start: {self.log.read_text()[-3000:]}")
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 120
+               ) -> subprocess.CompletedProcess:
+        r = sh(DOCKER, "-H", f"unix://{self.sock}", *args, check=False, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {r.stderr}")
+        return r
+
+    def inspect(self, *what: str) -> Any:
+        return json.loads(self.docker("inspect", *what).stdout)
+
+    def in_netns(self) -> list[str]:
+        """Prefix that runs a command in dockerd's network and mount namespaces."""
+        return ["nsenter", "-t", str(self.pid), "-m", "-n"]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            ids = self.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                self.docker("rm", "-f", *ids, check=False)
+            stop_pid(self.proc.pid)
+            reap(self.proc)
+        sh("ip", "netns", "del", self.netns, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cni_conf(name: str, bridge: str, sock: Path, ipam: dict[str, Any] | None = None,
+             port_mappings: bool = False, version: str = "1.0.0") -> dict[str, Any]:
+    plugin: dict[str, Any] = {"type": "vswitch", "bridge": bridge, "socket": str(sock)}
+    if ipam:
+        plugin["ipam"] = ipam
+    if port_mappings:
+        plugin["capabilities"] = {"portMappings": True}
+    return {"cniVersion": version, "name": name, "plugins": [plugin]}
