@@ -1,0 +1,219 @@
+"""vswitch as Docker's network driver, against Debian's dockerd 20.10.
+
+One private dockerd and one vswitchd (with --docker-plugin) per module, in
+one network and mount namespace of their own; the busybox image is made
+from busybox-static and loaded, no registry involved.  The plugin's name
+is private to the session, so nothing collides with a real `vswitch`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..helpers import PREFIX, sh, wait_for
+from . import image
+from .runtimes import NetnsDaemon, PrivateDocker
+
+pytestmark = pytest.mark.netns
+PLUGIN = "vs" + PREFIX.strip("-")
+PLUGIN_SOCK = Path(f"/run/docker/plugins/{PLUGIN}.sock")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    work = tmp_path_factory.mktemp("docker")
+    dk = PrivateDocker()
+    try:
+        dk.start()
+        dk.docker("load", "-i", str(image.build(work / "busybox.tar")))
+        vs = NetnsDaemon(work, dk.in_netns(), ["--docker-plugin", str(PLUGIN_SOCK)])
+        vs.start()
+        dk.vs = vs                       # type: ignore[attr-defined]
+        yield dk
+    finally:
+        if getattr(dk, "vs", None):
+            dk.vs.stop()                 # type: ignore[attr-defined]
+        dk.stop()
+        PLUGIN_SOCK.unlink(missing_ok=True)
+
+
+def subnet() -> str:
+    return f"10.{random.randint(128, 191)}.{random.randint(0, 255)}"
+
+
+def host(env: PrivateDocker, *cmd: str, check: bool = True):
+    """A command in the daemons' namespaces (the containers' host)."""
+    return sh(*env.in_netns(), *cmd, check=check)
+
+
+def run(env: PrivateDocker, net: str, name: str, *args: str, cmd: tuple[str, ...] = ()):
+    env.docker("run", "-d", "--name", name, "--network", net, *args, image.IMAGE,
+               *(cmd or ("sleep", "3600")))
+
+
+def ip_of(env: PrivateDocker, container: str, net: str) -> str:
+    return env.inspect(container)[0]["NetworkSettings"]["Networks"][net]["IPAddress"]
+
+
+def ping(env: PrivateDocker, container: str, addr: str) -> bool:
+    return env.docker("exec", container, "ping", "-c", "1", "-W", "2", addr,
+                      check=False).returncode == 0
+
+
+def ports(env: PrivateDocker) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for b in env.vs.show()["bridges"] for p in b["ports"]}  # type: ignore
+
+
+def taps(env: PrivateDocker) -> list[str]:
+    links = json.loads(host(env, "ip", "-j", "link", "show").stdout)
+    return [ln["ifname"] for ln in links if ln["ifname"].startswith("vp")]
+
+
+@pytest.fixture
+def net(env):
+    """A Docker network on vswitch, removed (with its containers) afterwards."""
+    name, sn = PREFIX + "n" + str(random.randint(0, 99999)), subnet()
+    env.docker("network", "create", "-d", PLUGIN, "--subnet", f"{sn}.0/24", name)
+    env.created = []
+    yield name, sn
+    ids = env.docker("ps", "-aq", "--filter", f"network={name}", check=False).stdout.split()
+    if ids:
+        env.docker("rm", "-f", *ids, check=False)
+    env.docker("network", "rm", name, check=False)
+
+
+def test_two_containers_reach_each_other_and_inspect_agrees(env, net):
+    name, sn = net
+    run(env, name, "ca")
+    run(env, name, "cb")
+    assert wait_for(lambda: ping(env, "ca", ip_of(env, "cb", name)), 20)
+    assert ping(env, "cb", ip_of(env, "ca", name))
+    # docker network inspect and vswitch say the same thing
+    [info] = env.inspect("--type", "network", name)
+    bridge = [b for b in env.vs.show()["bridges"]
+              if b.get("external_ids", {}).get("docker-network-id") == info["Id"]]
+    assert len(bridge) == 1
+    by_ep = {p["external_ids"]["docker-endpoint-id"]: p for p in bridge[0]["ports"]}
+    assert len(info["Containers"]) == 2 and set(by_ep) == {
+        c["EndpointID"] for c in info["Containers"].values()}
+    for c in info["Containers"].values():
+        p = by_ep[c["EndpointID"]]
+        assert wait_for(lambda: ports(env)[p["name"]].get("netns", "").startswith("/"), 20)
+        p = ports(env)[p["name"]]
+        assert p["device_mac"] == c["MacAddress"] and p["ip"] == [c["IPv4Address"]]
+        assert p["device"] == "eth0" and p["state"] == "up"
+
+
+def test_mac_address_and_vlan_tag_options(env):
+    name, sn = PREFIX + "tg", subnet()
+    env.docker("network", "create", "-d", PLUGIN, "--subnet", f"{sn}.0/24",
+               "-o", "vswitch.tag=42", "-o", f"vswitch.bridge={PREFIX}tbr", name)
+    try:
+        run(env, name, "t1", "--mac-address", "02:42:00:00:00:2a")
+        [b] = [b for b in env.vs.show()["bridges"] if b["name"] == PREFIX + "tbr"]
+        [p] = b["ports"]
+        assert p["tag"] == 42 and p["vlan_mode"] == "access"
+        assert p["mac"] == "02:42:00:00:00:2a"
+        out = env.docker("exec", "t1", "cat", "/sys/class/net/eth0/address").stdout.strip()
+        assert out == "02:42:00:00:00:2a"
+        r = env.docker("network", "create", "-d", PLUGIN, "-o", "vswitch.color=red",
+                       name + "x", check=False)
+        assert r.returncode != 0 and "unknown option 'vswitch.color'" in r.stderr
+    finally:
+        env.docker("rm", "-f", "t1", check=False)
+        env.docker("network", "rm", name, check=False)
+    assert PREFIX + "tbr" not in [b["name"] for b in env.vs.show()["bridges"]]
+
+
+def test_rm_and_network_rm_leave_nothing_behind(env):
+    name, sn = PREFIX + "rm", subnet()
+    env.docker("network", "create", "-d", PLUGIN, "--subnet", f"{sn}.0/24", name)
+    run(env, name, "r1")
+    run(env, name, "r2")
+    assert len(taps(env)) == 0 and len(ports(env)) == 2     # the TAPs are in the containers
+    env.docker("rm", "-f", "r1", "r2")
+    assert ports(env) == {} and taps(env) == []
+    env.docker("network", "rm", name)
+    assert env.vs.show()["bridges"] == []
+    links = json.loads(host(env, "ip", "-j", "link", "show").stdout)
+    assert [ln["ifname"] for ln in links] == ["lo"]
+    assert env.vs.call("list-br") == []
+
+
+def test_container_keeps_connectivity_across_kill_9(env, net):
+    name, sn = net
+    run(env, name, "k1")
+    run(env, name, "k2")
+    b_ip = ip_of(env, "k2", name)
+    assert wait_for(lambda: ping(env, "k1", b_ip), 20)
+    assert wait_for(lambda: all(p.get("netns") for p in ports(env).values()), 20)
+    routes_before = env.docker("exec", "k1", "ip", "route").stdout
+    env.vs.stop(signal.SIGKILL)
+    assert not ping(env, "k1", b_ip)               # the TAPs went with the daemon
+    env.vs.start()
+    assert wait_for(lambda: ping(env, "k1", b_ip), 20)
+    assert env.docker("exec", "k1", "ip", "route").stdout == routes_before
+    # and Docker can still take it all down through the restarted plugin
+    env.docker("rm", "-f", "k1", "k2")
+    assert ports(env) == {}
+
+
+def raw_call(path: str, body: bytes, method: str = "POST") -> tuple[int, dict[str, Any]]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(str(PLUGIN_SOCK))
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: plugin\r\nContent-Length: {len(body)}\r\n"
+              "Connection: close\r\n\r\n".encode() + body)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head, _, payload = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload)
+
+
+def test_plugin_socket_is_root_only_and_malformed_calls_change_nothing(env, net):
+    mode = os.stat(PLUGIN_SOCK).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    name, _ = net
+    [info] = env.inspect("--type", "network", name)
+    nid = info["Id"]
+    before = env.vs.show()
+    cases = [
+        ("/NetworkDriver.CreateEndpoint", b"{not json"),
+        ("/NetworkDriver.CreateEndpoint", b"[]"),
+        ("/NetworkDriver.CreateEndpoint", json.dumps({"NetworkID": nid}).encode()),
+        ("/NetworkDriver.CreateEndpoint", json.dumps(
+            {"NetworkID": "0" * 64, "EndpointID": "e" * 64}).encode()),
+        ("/NetworkDriver.CreateEndpoint", json.dumps(
+            {"NetworkID": nid, "EndpointID": "e" * 64,
+             "Interface": {"Address": "not-an-address"}}).encode()),
+        ("/NetworkDriver.CreateEndpoint", json.dumps(
+            {"NetworkID": nid, "EndpointID": "../../etc"}).encode()),
+        ("/NetworkDriver.Join", json.dumps(
+            {"NetworkID": nid, "EndpointID": "f" * 64, "SandboxKey": "/x"}).encode()),
+        ("/NetworkDriver.CreateNetwork", json.dumps(
+            {"NetworkID": "a" * 64, "IPv4Data": [{"Pool": "10.1.0.0/24",
+                                                  "Gateway": "10.2.0.1/24"}]}).encode()),
+        ("/NetworkDriver.ProgramExternalConnectivity", json.dumps(
+            {"NetworkID": nid, "EndpointID": "e" * 64,
+             "Options": {"com.docker.network.portmap": [{"Proto": 132}]}}).encode()),
+        ("/NetworkDriver.Nonsense", b"{}"),
+    ]
+    for path, body in cases:
+        status, reply = raw_call(path, body)
+        assert status != 200 and isinstance(reply.get("Err"), str) and reply["Err"], (path, body)
+    status, reply = raw_call("/NetworkDriver.GetCapabilities", b"", method="GET")
+    assert status == 405 and reply["Err"]
+    assert env.vs.show() == before                 # nothing half-made
+    assert raw_call("/Plugin.Activate", b"") == (200, {"Implements": ["NetworkDriver"]})
+    assert raw_call("/NetworkDriver.GetCapabilities", b"") == (
+        200, {"Scope": "local", "ConnectivityScope": "local"})
