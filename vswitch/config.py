@@ -249,6 +249,8 @@ class PortConfig:
     bond_miimon_interval: int | None = None
     bond_rebalance_interval: int | None = None
     external_ids: tuple[tuple[str, str], ...] = ()
+    # published ports (netconfig.py): "HOSTPORT:PORT/PROTO"
+    publish: tuple[str, ...] = ()
 
     def bond_setting(self, key: str) -> Any:
         """A bond key's value, or its default (Open vSwitch's)."""
@@ -286,6 +288,8 @@ class PortConfig:
             out["interfaces"] = list(self.interfaces)
         if self.external_ids:
             out["external_ids"] = dict(self.external_ids)
+        if self.publish:
+            out["publish"] = list(self.publish)
         return out
 
 
@@ -306,7 +310,24 @@ class BridgeConfig:
     mac_table_size: int = DEFAULT_MAC_TABLE_SIZE
     ports: Mapping[str, PortConfig] = field(default_factory=dict)
     static_macs: tuple[StaticMac, ...] = ()
+    # networks (netconfig.py): None means "not set" (no subnet; the
+    # subnet's first host as gateway; masquerade on)
+    subnet: str | None = None
+    gateway: str | None = None
+    masquerade: bool | None = None
     external_ids: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def gateway_address(self) -> ipaddress.IPv4Address:
+        """The gateway (the bridge's own port's address); needs a subnet."""
+        assert self.subnet
+        if self.gateway:
+            return ipaddress.IPv4Address(self.gateway)
+        return ipaddress.IPv4Network(self.subnet).network_address + 1
+
+    @property
+    def masquerading(self) -> bool:
+        return bool(self.subnet) and self.masquerade is not False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mac_aging": self.mac_aging,
@@ -314,6 +335,9 @@ class BridgeConfig:
                                "port": {n: p.to_json() for n, p in self.ports.items()}}
         if self.static_macs:
             out["fdb"] = [s.to_json() for s in self.static_macs]
+        for key in ("subnet", "gateway", "masquerade"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         if self.external_ids:
             out["external_ids"] = dict(self.external_ids)
         return out
@@ -347,7 +371,7 @@ class SwitchConfig:
 BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
              "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval")
 PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "trunks",
-             "vlan_mode", "interfaces", "external_ids") + BOND_KEYS
+             "vlan_mode", "interfaces", "publish", "external_ids") + BOND_KEYS
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -365,7 +389,8 @@ def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
             continue
         out[k.replace("-", "_") if k != "external_ids" else k] = v
     return out
-BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "external_ids")
+BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "subnet", "gateway",
+               "masquerade", "external_ids")
 
 
 def _table(value: Any, path: Path, what: str) -> Mapping[str, Any]:
@@ -381,7 +406,10 @@ def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: Path)
                                              f"(expected one of: {', '.join(allowed)})")
 
 
-def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
+def parse_port(name: str, data: Mapping[str, Any], path: Path,
+               subnet: str | None = None) -> PortConfig:
+    """subnet: the bridge's, if it has one (a bare --ip gets its prefix)."""
+    from .netconfig import parse_publish, with_subnet_prefix
     check_name(name, path, "port name")
     data = normalize_keys(_table(data, path, "a port"))
     _unknown_keys(data, PORT_KEYS, path)
@@ -395,7 +423,7 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
     ifname = data.get("ifname")
     if ifname is not None:
         ifname = check_name(ifname, path + ("ifname",), "interface name")
-    ips_raw = data.get("ip", ())
+    ips_raw = with_subnet_prefix(data.get("ip", ()), subnet)
     if isinstance(ips_raw, str):
         ips_raw = (ips_raw,)
     if not isinstance(ips_raw, (list, tuple)):
@@ -410,6 +438,7 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
     offload = data.get("offload")
     if offload is not None:
         offload = check_bool(offload, path + ("offload",), "offload")
+    publish = parse_publish(data["publish"], path + ("publish",)) if "publish" in data else ()
 
     if ptype == "system":
         for key in ("netns", "ifname", "ip", "mac", "mtu"):
@@ -455,7 +484,7 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
     ext = check_external_ids(data.get("external_ids", {}), path + ("external_ids",))
     return PortConfig(name=name, type=ptype, netns=netns, ifname=ifname, ip=ips, mac=mac,
                       mtu=mtu, offload=offload, tag=tag, trunks=trunks, vlan_mode=vlan_mode,
-                      external_ids=ext, **bond)
+                      publish=publish, external_ids=ext, **bond)
 
 
 def parse_bond_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -510,15 +539,17 @@ def parse_static_mac(data: Any, path: Path, ports: Mapping[str, PortConfig]) -> 
 
 
 def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig:
+    from . import netconfig
     check_name(name, path, "bridge name")
     data = normalize_keys(_table(data, path, "a bridge"))
     _unknown_keys(data, BRIDGE_KEYS, path)
+    network = netconfig.parse_bridge_network(data, path)
     aging = check_int(data.get("mac_aging", DEFAULT_MAC_AGING), path + ("mac_aging",),
                       "mac_aging", *MAC_AGING_RANGE)
     size = check_int(data.get("mac_table_size", DEFAULT_MAC_TABLE_SIZE),
                      path + ("mac_table_size",), "mac_table_size", *MAC_TABLE_SIZE_RANGE)
     ports_raw = _table(data.get("port", {}), path + ("port",), "port")
-    ports = {pname: parse_port(pname, pdata, path + ("port", pname))
+    ports = {pname: parse_port(pname, pdata, path + ("port", pname), network["subnet"])
              for pname, pdata in ports_raw.items()}
     fdb_raw = data.get("fdb", [])
     if not isinstance(fdb_raw, list):
@@ -534,8 +565,10 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
         raise ConfigError(path + ("fdb",), f"{len(statics)} static entries do not fit "
                                            f"in mac_table_size {size}")
     ext = check_external_ids(data.get("external_ids", {}), path + ("external_ids",))
-    return BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
-                        static_macs=statics, external_ids=ext)
+    br = BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
+                      static_macs=statics, external_ids=ext, **network)
+    netconfig.check_bridge(br)
+    return br
 
 
 def parse_switch(data: Mapping[str, Any]) -> SwitchConfig:
@@ -550,7 +583,9 @@ def parse_switch(data: Mapping[str, Any]) -> SwitchConfig:
 
 
 def check_global(cfg: SwitchConfig) -> None:
-    """Rules across bridges: names unique, no two ports on one device."""
+    """Rules across bridges: names unique, no two ports on one device (and
+    the network rules of netconfig.check_global)."""
+    from . import netconfig
     owner: dict[str, str] = {}
     devices: dict[tuple[str | None, str], str] = {}
     for br in cfg.bridges.values():
@@ -568,3 +603,4 @@ def check_global(cfg: SwitchConfig) -> None:
                     raise ConfigError(path, f"interface {dev[1]!r} in {where} is already "
                                             f"used by port {devices[dev]!r}")
                 devices[dev] = port.name
+    netconfig.check_global(cfg)

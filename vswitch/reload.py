@@ -85,12 +85,17 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
         for b in common:
             ob, nb = old.bridges[b], new.bridges[b]
             rt = sw.bridges[b]
+            if (ob.subnet, ob.gateway, ob.masquerade) != (nb.subnet, nb.gateway, nb.masquerade):
+                sw._change_network(rt, ob, nb)    # network.py: gateway, addresses, routes
+                undo.append(partial(sw._change_network, rt, nb, ob))
+                changes["bridges_changed"].append(b)
             if (ob.mac_aging, ob.mac_table_size) != (nb.mac_aging, nb.mac_table_size):
                 sw.dp.set_mac_aging(rt.br_id, nb.mac_aging)
                 undo.append(partial(sw.dp.set_mac_aging, rt.br_id, ob.mac_aging))
                 sw.dp.set_mac_table_size(rt.br_id, nb.mac_table_size)
                 undo.append(partial(sw.dp.set_mac_table_size, rt.br_id, ob.mac_table_size))
-                changes["bridges_changed"].append(b)
+                if b not in changes["bridges_changed"]:
+                    changes["bridges_changed"].append(b)
             for p in plans[b][1]:
                 sw._apply_live(rt, p, nb.ports[p])
                 undo.append(partial(sw._apply_live, rt, p, ob.ports[p]))
@@ -114,6 +119,8 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
         for b in common:
             changes["ports_removed"] += [p for p in plans[b][0]
                                          if p not in new.bridges[b].ports]
+        sw.network.apply(new)         # the nftables table: one transaction
+        undo.append(partial(sw.network.apply, old, strict=False))
         sw._persist(new)
     except BaseException:
         for step in reversed(undo):

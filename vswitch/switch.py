@@ -30,6 +30,7 @@ from .bond_commands import BondCommands
 from .datapath import Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
+from .network import NETWORK_KEYS, Network
 from .ports import Attachment, PortFactory
 from .store import read_json, write_json
 
@@ -52,6 +53,7 @@ class PortRuntime:
 class BridgeRuntime:
     br_id: int
     ports: dict[str, PortRuntime] = field(default_factory=dict)
+    name: str = ""
 
 
 def _cfg_error(e: ConfigError) -> VswitchError:
@@ -69,6 +71,8 @@ class Switch(BondCommands):
         self.factory = PortFactory(namespaces, self.system_id)
         self.config = SwitchConfig()
         self.bridges: dict[str, BridgeRuntime] = {}
+        # subnets, gateways, default routes, the nftables table (network.py)
+        self.network = Network()
         # Runtime state worth keeping across restarts (the active bond
         # members), apart from the configuration.
         self.state_path = db_path.with_name(db_path.stem + ".state.json")
@@ -113,25 +117,41 @@ class Switch(BondCommands):
 
     def _commit(self, cfg: SwitchConfig, undo: Callable[[], None]) -> None:
         try:
+            self.network.apply(cfg)   # the firewall, before anything is written
+        except BaseException:
+            undo()
+            raise
+        try:
             self._persist(cfg)
         except BaseException:
             undo()
+            self.network.apply(self.config, strict=False)
             raise
 
     # --- start and stop ------------------------------------------------------------
     def start(self, cfg: SwitchConfig) -> None:
         """Bring up a whole configuration (daemon start).  A port that cannot
-        be attached keeps its configuration and reports the error."""
+        be attached keeps its configuration and reports the error.  Ports
+        left without an address on a subnet bridge get the one the database
+        gave them before, if still free; the nftables table is rebuilt from
+        scratch (whatever a crash left is replaced)."""
+        try:
+            previous = self.read_db(self.db_path)
+        except VswitchError:
+            previous = None
+        cfg = self.network.prepare(cfg, previous)
         self._persist(cfg)
         for br in cfg.bridges.values():
             self._build_bridge(br, strict=False)
+        self.network.apply(cfg, strict=False)
         self.namespaces.release_all_except(self._netns_in_use(cfg))
 
     # --- runtime building blocks (no persistence; callers own the transaction) ---
     def _build_bridge(self, br: BridgeConfig, strict: bool) -> BridgeRuntime:
-        rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging))
+        rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging), name=br.name)
         self.bridges[br.name] = rt
         try:
+            self._create_local_port(rt, br, strict)
             for port in br.ports.values():
                 self._create_port(rt, port, strict)
             for s in br.static_macs:
@@ -146,7 +166,33 @@ class Switch(BondCommands):
         for prt in rt.ports.values():
             if prt.bond:
                 prt.bond.stop()
+            self.network.forget_port(prt.cfg.name)
         self.dp.del_bridge(rt.br_id)   # closes every fd of its ports
+        self.network.bridge_down(name)
+
+    def _create_local_port(self, rt: BridgeRuntime, br: BridgeConfig, strict: bool) -> None:
+        """A subnet bridge's own port, holding the gateway (network.py)."""
+        local = self.network.local_port(br)
+        prt = self._create_port(rt, local, strict) if local else None
+        self.network.bridge_up(br, prt)
+
+    def _change_network(self, rt: BridgeRuntime, old: BridgeConfig, new: BridgeConfig) -> None:
+        """Live change of a bridge's subnet or gateway: its own port made
+        anew, ports' addresses changed in place, default routes following.
+        Undone by the same call with old and new swapped."""
+        if (old.subnet, old.gateway_address if old.subnet else None) != \
+                (new.subnet, new.gateway_address if new.subnet else None):
+            if old.name in rt.ports and old.name not in old.ports:
+                self._remove_port(rt, old.name)
+            self.network.bridge_down(new.name)
+            self._create_local_port(rt, new, strict=True)
+        for name, pcfg in new.ports.items():
+            prt = rt.ports.get(name)
+            if prt is not None and name in old.ports and prt.cfg.ip != pcfg.ip:
+                self._apply_live(rt, name, pcfg)
+        for name in new.ports:
+            if name in rt.ports:
+                self.network.sync_port(new.name, rt.ports[name])
 
     def _create_port(self, rt: BridgeRuntime, cfg: PortConfig, strict: bool) -> PortRuntime:
         """Engine port and devices.  strict: a device that cannot be created
@@ -165,12 +211,14 @@ class Switch(BondCommands):
             self.dp.del_port(prt.port_id)
             raise
         rt.ports[cfg.name] = prt
+        self.network.sync_port(rt.name, prt)
         return prt
 
     def _remove_port(self, rt: BridgeRuntime, name: str) -> PortRuntime:
         prt = rt.ports.pop(name)
         if prt.bond:
             prt.bond.stop()
+        self.network.forget_port(name)
         self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
         return prt
 
@@ -188,6 +236,8 @@ class Switch(BondCommands):
         prt.cfg = cfg
         if prt.bond:
             prt.bond.reconfigure(cfg)
+        if old.ip != cfg.ip:
+            self.network.sync_port(rt.name, prt)
 
     def stop(self) -> None:
         """Close every device and remove the namespaces we created."""
@@ -197,6 +247,7 @@ class Switch(BondCommands):
                     prt.bond.stop()
         self.dp.close()
         self.bridges.clear()
+        self.network.stop()
         self.namespaces.release_all_except(set())
 
     @staticmethod
@@ -214,13 +265,12 @@ class Switch(BondCommands):
             if may_exist:
                 return
             raise exists(f"bridge {name} already exists")
-        br_id = self.dp.add_bridge(new.mac_table_size, new.mac_aging)
-        self.bridges[name] = BridgeRuntime(br_id)
+        new_cfg = self.network.prepare(self.config.with_bridge(new), self.config)
+        self._build_bridge(new, strict=True)
 
         def undo() -> None:
-            self.dp.del_bridge(br_id)
-            del self.bridges[name]
-        self._commit(self.config.with_bridge(new), undo)
+            self._remove_bridge(name)
+        self._commit(new_cfg, undo)
 
     def del_bridge(self, name: str, if_exists: bool) -> None:
         if name not in self.config.bridges:
@@ -228,7 +278,12 @@ class Switch(BondCommands):
                 return
             raise not_found(f"no bridge named {name}")
         new = self.config.without_bridge(name)
-        self._persist(new)  # first: a failure here leaves everything running
+        self.network.apply(new)
+        try:
+            self._persist(new)  # first: a failure here leaves everything running
+        except BaseException:
+            self.network.apply(self.config, strict=False)
+            raise
         self._remove_bridge(name)
         self.namespaces.release_all_except(self._netns_in_use(new))
 
@@ -237,9 +292,12 @@ class Switch(BondCommands):
         if not settings:
             raise invalid("nothing to set")
         new = br
+        network = {k: v for k, v in settings.items() if k in NETWORK_KEYS}
         for key, value in settings.items():
             path = ("bridge", name, key)
             try:
+                if key in NETWORK_KEYS:
+                    continue
                 if key == "mac_aging":
                     new = replace(new, mac_aging=check_int(value, path, key, *MAC_AGING_RANGE))
                 elif key == "mac_table_size":
@@ -253,21 +311,35 @@ class Switch(BondCommands):
                     new = replace(new, external_ids=check_external_ids(ids, path))
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
-                                            "(mac_aging, mac_table_size, external_ids)")
+                                            "(mac_aging, mac_table_size, subnet, gateway, "
+                                            "masquerade, external_ids)")
             except ConfigError as e:
                 raise _cfg_error(e) from None
+        new_cfg = self.config.with_bridge(new)
+        if network:
+            from .netconfig import set_bridge_network
+            try:
+                new_cfg = set_bridge_network(self.config, new, network)
+            except ConfigError as e:
+                raise _cfg_error(e) from None
+            new = new_cfg.bridges[name]
         rt = self.bridges[name]
         self.dp.set_mac_aging(rt.br_id, new.mac_aging)
         try:
             self.dp.set_mac_table_size(rt.br_id, new.mac_table_size)
-        except VswitchError:
-            self.dp.set_mac_aging(rt.br_id, br.mac_aging)
+            self._change_network(rt, br, new)
+        except BaseException:
+            self._undo_set_bridge(rt, br, new)
             raise
 
         def undo() -> None:
-            self.dp.set_mac_aging(rt.br_id, br.mac_aging)
-            self.dp.set_mac_table_size(rt.br_id, br.mac_table_size)
-        self._commit(self.config.with_bridge(new), undo)
+            self._undo_set_bridge(rt, br, new)
+        self._commit(new_cfg, undo)
+
+    def _undo_set_bridge(self, rt: BridgeRuntime, old: BridgeConfig, new: BridgeConfig) -> None:
+        self.dp.set_mac_aging(rt.br_id, old.mac_aging)
+        self.dp.set_mac_table_size(rt.br_id, old.mac_table_size)
+        self._change_network(rt, new, old)
 
     def _bridge_cfg(self, name: str) -> BridgeConfig:
         try:
@@ -305,9 +377,11 @@ class Switch(BondCommands):
                  may_exist: bool) -> None:
         br = self._bridge_cfg(bridge)
         try:
-            cfg = parse_port(name, settings, ("bridge", bridge, "port", name))
+            cfg = parse_port(name, settings, ("bridge", bridge, "port", name), br.subnet)
         except ConfigError as e:
             raise _cfg_error(e) from None
+        if self.network.is_local_port(self.config, name):
+            raise exists(f"port {name} already exists: it is bridge {name}'s own port")
         found = self.config.find_port(name)
         if found:
             other_br, existing = found
@@ -326,6 +400,8 @@ class Switch(BondCommands):
             check_global(new_cfg)
         except ConfigError as e:
             raise _cfg_error(e) from None
+        new_cfg = self.network.prepare(new_cfg, self.config)   # its address, if any
+        cfg = new_cfg.bridges[bridge].ports[name]
         rt = self.bridges[bridge]
         self._create_port(rt, cfg, strict=True)
 
@@ -338,6 +414,9 @@ class Switch(BondCommands):
         found = self.config.find_port(name)
         if bridge is not None:
             self._bridge_cfg(bridge)
+        local = self.network.is_local_port(self.config, name)
+        if local and bridge in (None, name):
+            raise self.network.local_port_refusal(local, "deleted")
         if not found or (bridge is not None and found[0].name != bridge):
             if if_exists:
                 return
@@ -348,7 +427,12 @@ class Switch(BondCommands):
         new_br = replace(br, ports={n: p for n, p in br.ports.items() if n != name},
                          static_macs=statics)
         new_cfg = self.config.with_bridge(new_br)
-        self._persist(new_cfg)
+        self.network.apply(new_cfg)    # its published ports go first
+        try:
+            self._persist(new_cfg)
+        except BaseException:
+            self.network.apply(self.config, strict=False)
+            raise
         prt = self._remove_port(self.bridges[br.name], name)
         if prt.bond:
             self._forget_bond_state(name)
@@ -371,13 +455,16 @@ class Switch(BondCommands):
 
     LIVE_PORT_KEYS = ("external_ids", "ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
-                      "bond_miimon_interval", "bond_rebalance_interval")
+                      "bond_miimon_interval", "bond_rebalance_interval", "publish")
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
         clears a key (tag=, trunks= meaning all VLANs, vlan_mode= meaning
         the default, ip= no address)."""
         found = self.config.find_port(name)
+        local = self.network.is_local_port(self.config, name)
+        if local:
+            raise self.network.local_port_refusal(local, "changed")
         if not found:
             raise not_found(f"no port named {name}")
         br, cfg = found
@@ -408,9 +495,12 @@ class Switch(BondCommands):
             else:
                 merged[key] = value
         try:
-            new = parse_port(name, merged, ("bridge", br.name, "port", name))
+            new = parse_port(name, merged, ("bridge", br.name, "port", name), br.subnet)
         except ConfigError as e:
             raise _cfg_error(e) from None
+        new_cfg = self.network.prepare(
+            self.config.with_bridge(replace(br, ports={**br.ports, name: new})), self.config)
+        new = new_cfg.bridges[br.name].ports[name]
         if new == cfg:
             return
         rt = self.bridges[br.name]
@@ -418,8 +508,7 @@ class Switch(BondCommands):
 
         def undo() -> None:
             self._apply_live(rt, name, cfg)
-        new_br = replace(br, ports={**br.ports, name: new})
-        self._commit(self.config.with_bridge(new_br), undo)
+        self._commit(new_cfg, undo)
 
     def rehome_port(self, name: str, cfg: PortConfig, device: str, netns: str | None) -> None:
         """Record that a port's device was moved and renamed by someone else
@@ -430,11 +519,9 @@ class Switch(BondCommands):
         if not found:
             raise not_found(f"no port named {name}")
         br, old = found
-        new_cfg = self.config.with_bridge(replace(br, ports={**br.ports, name: cfg}))
-        try:
-            check_global(new_cfg)
-        except ConfigError as e:
-            raise _cfg_error(e) from None
+        new_cfg = self.network.prepare(
+            self.config.with_bridge(replace(br, ports={**br.ports, name: cfg})), self.config)
+        cfg = new_cfg.bridges[br.name].ports[name]
         prt = self.bridges[br.name].ports[name]
         old_att = prt.attachment
         if old_att is not None:
@@ -446,6 +533,7 @@ class Switch(BondCommands):
         self._commit(new_cfg, undo)
         if old.netns and old.netns != cfg.netns:
             self._release_netns(old, new_cfg)
+        self.network.sync_port(br.name, prt)
 
     def _release_netns(self, cfg: PortConfig, remaining: SwitchConfig) -> None:
         if cfg.type == "tap" and cfg.netns and cfg.netns not in self._netns_in_use(remaining):
@@ -542,6 +630,7 @@ class Switch(BondCommands):
             new = load_config_file(path)
         except ConfigFileError as e:
             raise invalid(str(e)) from None
+        new = self.network.prepare(new, self.config)   # addresses the file leaves open
         changes = apply_config(self, new)
         if file:
             self.config_file = path
@@ -574,28 +663,61 @@ class Switch(BondCommands):
                 rows.append({"bridge": n, "port": pname, **total.to_json()})
         return rows
 
+    def _port_entry(self, prt: PortRuntime) -> dict[str, Any]:
+        pcfg = prt.cfg
+        state, why = self.port_state(prt)
+        entry = {"name": pcfg.name, **pcfg.to_json(), "vlan_mode": pcfg.effective_vlan_mode,
+                 "state": state}
+        if why:
+            entry["error"] = why
+        if prt.bond:
+            entry["active_member"] = prt.bond.active
+        if prt.attachment:
+            entry["device"] = prt.attachment.device
+            entry["device_mac"] = prt.attachment.mac
+            entry["device_mtu"] = prt.attachment.mtu
+        if pcfg.name in self.network.routes:
+            entry["default_route"] = self.network.routes[pcfg.name]
+        return entry
+
     def show(self) -> dict[str, Any]:
         out = []
         for bname, br in sorted(self.config.bridges.items()):
             rt = self.bridges[bname]
             ports = []
-            for pname, pcfg in sorted(br.ports.items()):
-                prt = rt.ports[pname]
-                state, why = self.port_state(prt)
-                entry = {"name": pname, **pcfg.to_json(), "vlan_mode": pcfg.effective_vlan_mode,
-                         "state": state}
-                if why:
-                    entry["error"] = why
-                if prt.bond:
-                    entry["active_member"] = prt.bond.active
-                if prt.attachment:
-                    entry["device"] = prt.attachment.device
-                    entry["device_mac"] = prt.attachment.mac
-                    entry["device_mtu"] = prt.attachment.mtu
-                ports.append(entry)
-            entry_br: dict[str, Any] = {"name": bname, "mac_aging": br.mac_aging,
-                                        "mac_table_size": br.mac_table_size, "ports": ports}
+            local = rt.ports.get(bname) if br.subnet else None
+            if local is not None:    # the bridge's own port (network.py)
+                ports.append({**self._port_entry(local), "local": True})
+            for pname in sorted(br.ports):
+                ports.append(self._port_entry(rt.ports[pname]))
+            entry = {"name": bname, "mac_aging": br.mac_aging,
+                     "mac_table_size": br.mac_table_size, "ports": ports}
+            for key in ("subnet", "gateway", "masquerade"):
+                if getattr(br, key) is not None:
+                    entry[key] = getattr(br, key)
             if br.external_ids:
-                entry_br["external_ids"] = dict(br.external_ids)
-            out.append(entry_br)
+                entry["external_ids"] = dict(br.external_ids)
+            out.append(entry)
         return {"bridges": out}
+
+    def net_show(self, bridge: str) -> dict[str, Any]:
+        """`docker network inspect`, in this project's words."""
+        br = self._bridge_cfg(bridge)
+        rt = self.bridges[bridge]
+        ports = []
+        for pname in sorted(br.ports):
+            e = self._port_entry(rt.ports[pname])
+            ipv4 = [a for a in e.get("ip", ()) if ":" not in a]
+            ports.append({"name": pname, "type": e["type"], "state": e["state"],
+                          "netns": e.get("netns"), "ipv4": ipv4[0] if ipv4 else None,
+                          "ip": e.get("ip", []), "mac": e.get("device_mac"),
+                          "publish": e.get("publish", []),
+                          "default_route": e.get("default_route"),
+                          "external_ids": e.get("external_ids", {})})
+        local = rt.ports.get(bridge) if br.subnet else None
+        out = self.network.describe(br, ports)
+        if local is not None:
+            out["gateway_mac"] = local.attachment.mac if local.attachment else None
+            out["gateway_state"] = self.port_state(local)[0]
+        out["external_ids"] = dict(br.external_ids)
+        return out

@@ -13,6 +13,7 @@ import random
 import signal
 import socket
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ from .runtimes import NetnsDaemon, PrivateDocker
 pytestmark = pytest.mark.netns
 PLUGIN = "vs" + PREFIX.strip("-")
 PLUGIN_SOCK = Path(f"/run/docker/plugins/{PLUGIN}.sock")
+HTTP_GET = ("import sys, urllib.request\n"
+            "try:\n"
+            "    print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')\n"
+            "except OSError as e:\n"
+            "    print(e, file=sys.stderr)\n")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,9 @@ def ping(env: PrivateDocker, container: str, addr: str) -> bool:
 
 
 def ports(env: PrivateDocker) -> dict[str, dict[str, Any]]:
-    return {p["name"]: p for b in env.vs.show()["bridges"] for p in b["ports"]}  # type: ignore
+    """Every port but the bridges' own (gateway) ports."""
+    return {p["name"]: p for b in env.vs.show()["bridges"]  # type: ignore[attr-defined]
+            for p in b["ports"] if not p.get("local")}
 
 
 def taps(env: PrivateDocker) -> list[str]:
@@ -96,20 +104,32 @@ def test_two_containers_reach_each_other_and_inspect_agrees(env, net):
     run(env, name, "cb")
     assert wait_for(lambda: ping(env, "ca", ip_of(env, "cb", name)), 20)
     assert ping(env, "cb", ip_of(env, "ca", name))
-    # docker network inspect and vswitch say the same thing
+    # docker network inspect and vswitchctl net/show say the same thing
     [info] = env.inspect("--type", "network", name)
-    bridge = [b for b in env.vs.show()["bridges"]
-              if b.get("external_ids", {}).get("docker-network-id") == info["Id"]]
-    assert len(bridge) == 1
-    by_ep = {p["external_ids"]["docker-endpoint-id"]: p for p in bridge[0]["ports"]}
+    [bridge] = [b["name"] for b in env.vs.show()["bridges"]
+                if b.get("external_ids", {}).get("docker-network-id") == info["Id"]]
+    assert wait_for(lambda: all(p["netns"] for p in net_show(env, bridge)["ports"]), 20)
+    ns = net_show(env, bridge)
+    [ipam] = info["IPAM"]["Config"]
+    assert (ns["subnet"], ns["gateway"]) == (ipam["Subnet"], ipam.get("Gateway", f"{sn}.1"))
+    assert ns["external_ids"]["docker-network-id"] == info["Id"]
+    by_ep = {p["external_ids"]["docker-endpoint-id"]: p for p in ns["ports"]}
     assert len(info["Containers"]) == 2 and set(by_ep) == {
         c["EndpointID"] for c in info["Containers"].values()}
-    for c in info["Containers"].values():
+    for cid, c in info["Containers"].items():
         p = by_ep[c["EndpointID"]]
-        assert wait_for(lambda: ports(env)[p["name"]].get("netns", "").startswith("/"), 20)
-        p = ports(env)[p["name"]]
-        assert p["device_mac"] == c["MacAddress"] and p["ip"] == [c["IPv4Address"]]
-        assert p["device"] == "eth0" and p["state"] == "up"
+        sandbox = env.inspect(cid)[0]["NetworkSettings"]["SandboxKey"]
+        assert (p["mac"], p["ip"], p["netns"], p["state"]) == (
+            c["MacAddress"], [c["IPv4Address"]], sandbox, "up")
+        assert p["default_route"].startswith(f"the namespace's own, via {sn}.1") or \
+            p["default_route"] == f"via {sn}.1"
+    # the gateway answers
+    assert ping(env, "ca", f"{sn}.1")
+
+
+def net_show(env: PrivateDocker, bridge: str) -> dict[str, Any]:
+    r = env.vs.ctl("net/show", bridge, "--json")   # type: ignore[attr-defined]
+    return json.loads(r.stdout)
 
 
 def test_mac_address_and_vlan_tag_options(env):
@@ -119,7 +139,7 @@ def test_mac_address_and_vlan_tag_options(env):
     try:
         run(env, name, "t1", "--mac-address", "02:42:00:00:00:2a")
         [b] = [b for b in env.vs.show()["bridges"] if b["name"] == PREFIX + "tbr"]
-        [p] = b["ports"]
+        [p] = [p for p in b["ports"] if not p.get("local")]
         assert p["tag"] == 42 and p["vlan_mode"] == "access"
         assert p["mac"] == "02:42:00:00:00:2a"
         out = env.docker("exec", "t1", "cat", "/sys/class/net/eth0/address").stdout.strip()
@@ -217,3 +237,26 @@ def test_plugin_socket_is_root_only_and_malformed_calls_change_nothing(env, net)
     assert raw_call("/Plugin.Activate", b"") == (200, {"Implements": ["NetworkDriver"]})
     assert raw_call("/NetworkDriver.GetCapabilities", b"") == (
         200, {"Scope": "local", "ConnectivityScope": "local"})
+
+
+def test_published_port_reaches_busybox_httpd_and_goes_with_the_container(env, net):
+    name, sn = net
+    hostport = str(random.randint(20000, 29999))
+    env.docker("run", "-d", "--name", "web", "--network", name, "-p", f"{hostport}:80",
+               image.IMAGE, "httpd", "-f", "-p", "80", "-h", "/www")
+    web_ip = ip_of(env, "web", name)
+    assert wait_for(lambda: any(p.get("publish") == [f"{hostport}:80/tcp"]
+                                for p in ports(env).values()), 20)
+    # from the host (the daemons' namespace), by the host's own address: the
+    # gateway's, as a neighbour would reach it
+    def fetch() -> str:
+        r = host(env, sys.executable, "-c", HTTP_GET, f"http://{sn}.1:{hostport}/",
+                 check=False)
+        return r.stdout
+    assert wait_for(lambda: fetch() == "hello from vswitch\n", 20)
+    rules = host(env, "nft", "list", "table", "inet", "vswitch").stdout
+    assert f"{web_ip}" in rules and hostport in rules
+    env.docker("rm", "-f", "web")
+    assert ports(env) == {}
+    rules = host(env, "nft", "list", "table", "inet", "vswitch", check=False).stdout
+    assert hostport not in rules

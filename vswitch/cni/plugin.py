@@ -171,9 +171,14 @@ def call(client: Client, method: str, **params: Any) -> Any:
 
 
 def find_port(client: Client, port: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(bridge, port) as `show` has them; the bridge with its gateway in
+    force (net/show's: the subnet's first host when none is configured)."""
     for br in call(client, "show")["bridges"]:
         for p in br["ports"]:
             if p["name"] == port:
+                br = dict(br)
+                if br.get("subnet"):
+                    br["gateway"] = call(client, "net/show", bridge=br["name"]).get("gateway")
                 return br, p
     return None
 

@@ -41,7 +41,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from ..config import BridgeConfig, ConfigError, check_netns, check_vlan
+from ..config import ConfigError, SwitchConfig, check_netns, check_vlan
 from ..errors import VswitchError, invalid
 from ..ports import derived_mac
 from ..switch import Switch
@@ -238,8 +238,6 @@ class DockerDriver:
             self.sw.set_bridge(bridge, {f"external_ids:{k}": v for k, v in ext.items()})
             return {}
         ext["docker-owned"] = "true"
-        if "subnet" not in BridgeConfig.__dataclass_fields__:
-            settings = {}   # before issue 9's subnets: Docker still addresses the ports
         self.sw.add_bridge(bridge, {**settings, "external_ids": ext}, may_exist=False)
         return {}
 
@@ -347,8 +345,10 @@ class DockerDriver:
         cfg = self.sw.config.bridges[bridge].ports[port]
         ext = dict(cfg.external_ids)
         ext.pop("docker-sandbox", None)
+        ext.pop("docker-publish", None)
         # Docker moves the TAP back under its SrcName (the port's name).
-        new = replace(cfg, netns=None, ifname=None, ip=(), external_ids=tuple(sorted(ext.items())))
+        new = replace(cfg, netns=None, ifname=None, ip=(), publish=(),
+                      external_ids=tuple(sorted(ext.items())))
         self.sw.rehome_port(port, new, device=port, netns=None)
         return {}
 
@@ -360,11 +360,33 @@ class DockerDriver:
             raise bad("Options must be an object")
         publish = self._publish_list(options.get(PORTMAP) or [])
         bridge, port = self._need_port(nid, eid)
-        # By now Docker has moved the TAP into the container.
+        cfg = self.sw.config.bridges[bridge].ports[port]
+        if not publish and not cfg.publish:
+            return {}
+        sandbox = dict(cfg.external_ids).get("docker-sandbox")
+        if cfg.netns is not None or sandbox is None:
+            self.sw.set_port(port, {"publish": publish or ""})
+            return {}
+        # Docker calls this before it has moved the TAP into the container:
+        # the ports are published when the port's record says where it is
+        # (settle), and checked now so that a conflict fails the container's
+        # start instead of being found later.
+        self.sw.network.prepare(self._joined(bridge, port, sandbox, publish), self.sw.config)
+        self.sw.set_port(port, {"external_ids:docker-publish": ",".join(publish)})
         self.settle(eid)
-        if publish:
-            self.sw.set_port(port, {"publish": publish})
         return {}
+
+    def _joined(self, bridge: str, port: str, sandbox: str, publish: list[str]
+                ) -> SwitchConfig:
+        """The configuration as it will be once the endpoint's port is in the
+        container (its name there is not known yet: eth0 stands in)."""
+        br = self.sw.config.bridges[bridge]
+        cfg = br.ports[port]
+        ext = dict(cfg.external_ids)
+        ips = tuple(a for a in (ext.get("docker-address"), ext.get("docker-address6")) if a)
+        new = replace(cfg, netns=sandbox, ifname=DST_PREFIX + "0", ip=ips,
+                      publish=tuple(publish))
+        return self.sw.config.with_bridge(replace(br, ports={**br.ports, port: new}))
 
     def revoke_external(self, req: dict[str, Any]) -> dict[str, Any]:
         _docker_id(req, "NetworkID")
@@ -373,8 +395,8 @@ class DockerDriver:
         if found is None:
             return {}
         cfg = self.sw.config.bridges[found[0]].ports[found[1]]
-        if getattr(cfg, "publish", ()):
-            self.sw.set_port(found[1], {"publish": ""})
+        if cfg.publish or "docker-publish" in dict(cfg.external_ids):
+            self.sw.set_port(found[1], {"publish": "", "external_ids:docker-publish": ""})
         return {}
 
     @staticmethod
@@ -447,7 +469,8 @@ class DockerDriver:
         if info is None or info.mac.lower() != att.mac.lower():
             return False
         ips = tuple(a for a in (ext.get("docker-address"), ext.get("docker-address6")) if a)
-        new = replace(cfg, netns=sandbox, ifname=name, ip=ips)
+        publish = tuple(p for p in ext.get("docker-publish", "").split(",") if p)
+        new = replace(cfg, netns=sandbox, ifname=name, ip=ips, publish=publish)
         self.sw.rehome_port(port, new, device=name, netns=sandbox)
         log.info("endpoint %s: port %s is %s in %s", eid[:12], port, name, sandbox)
         return True
