@@ -151,3 +151,136 @@ def cni_conf(name: str, bridge: str, sock: Path, ipam: dict[str, Any] | None = N
     if port_mappings:
         plugin["capabilities"] = {"portMappings": True}
     return {"cniVersion": version, "name": name, "plugins": [plugin]}
+
+
+# --- CNI runtimes ------------------------------------------------------------------
+
+def cni_bin_dir(root: Path) -> Path:
+    """A CNI plugin directory holding `vswitch` (a link to the console script,
+    as the README says to install it) and the standard plugins."""
+    import sys
+    d = root / "cnibin"
+    d.mkdir()
+    (d / "vswitch").symlink_to(Path(sys.executable).parent / "vswitch-cni")
+    for p in ("loopback", "host-local"):
+        (d / p).symlink_to(CNI_BIN / p)
+    return d
+
+
+class PrivatePodman:
+    """Podman 4.3 with the CNI backend and a private root, run root,
+    containers.conf and network configuration directory."""
+
+    def __init__(self) -> None:
+        self.dir = short_tmpdir("pm")
+        self.netconf = self.dir / "netconf"
+        self.netconf.mkdir()
+        bindir = cni_bin_dir(self.dir)
+        self.conf = self.dir / "containers.conf"
+        self.conf.write_text(f"""[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["{bindir}"]
+network_config_dir = "{self.netconf}"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{self.dir}/events.log"
+tmp_dir = "{self.dir}/tmp"
+""")
+
+    def podman(self, *args: str, check: bool = True, timeout: float = 120
+               ) -> subprocess.CompletedProcess:
+        env = dict(os.environ, CONTAINERS_CONF=str(self.conf))
+        r = subprocess.run(["podman", "--root", str(self.dir / "root"), "--runroot",
+                            str(self.dir / "run"), "--storage-driver", "vfs", *args],
+                           env=env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: {r.stderr}")
+        return r
+
+    def stop(self) -> None:
+        ids = self.podman("ps", "-aq", check=False).stdout.split()
+        if ids:
+            self.podman("rm", "-f", "-t", "0", *ids, check=False)
+        self.podman("system", "reset", "-f", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ctr reads CNI configuration from /etc/cni/net.d and plugins from
+# /opt/cni/bin, fixed paths: it runs in a mount namespace of its own where
+# both are the test's directories (the host's stay untouched).
+CTR_MOUNTS = """set -e
+mount --make-rprivate /
+if [ "$1" = ctr ]; then
+    mount --bind "$2/netd" /etc/cni/net.d
+    mount -t tmpfs tmpfs /opt
+    mkdir -p /opt/cni/bin
+    mount --bind "$2/cnibin" /opt/cni/bin
+fi
+shift 2
+exec "$@"
+"""
+
+
+class PrivateContainerd:
+    """containerd 1.6 with its own root, state and socket (no CRI), in a
+    mount namespace of its own; ctr run --cni against it."""
+
+    def __init__(self) -> None:
+        self.dir = short_tmpdir("ct")
+        self.sock = self.dir / "c.sock"
+        (self.dir / "netd").mkdir()
+        cni_bin_dir(self.dir)
+        self.script = self.dir / "mounts.sh"
+        self.script.write_text(CTR_MOUNTS)
+        (self.dir / "config.toml").write_text(f"""version = 2
+root = "{self.dir}/root"
+state = "{self.dir}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{self.sock}"
+""")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.dir / "containerd.log", "w") as log:
+            self.proc = subprocess.Popen(
+                ["unshare", "-m", "--", "sh", str(self.script), "daemon", str(self.dir),
+                 "containerd", "--config", str(self.dir / "config.toml")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError((self.dir / "containerd.log").read_text()[-3000:])
+            if self.ctr("version", check=False).returncode == 0:
+                return
+            time.sleep(0.3)
+        raise AssertionError("containerd did not start")
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 120,
+            cni: bool = False) -> subprocess.CompletedProcess:
+        argv = ["ctr", "-a", str(self.sock), "-n", "vstest", *args]
+        if cni:
+            argv = ["unshare", "-m", "--", "sh", str(self.script), "ctr", str(self.dir), *argv]
+        r = sh(*argv, check=False, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)}: {r.stderr}")
+        return r
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            for task in self.ctr("task", "ls", "-q", check=False).stdout.split():
+                self.ctr("task", "kill", "-s", "KILL", task, check=False)
+            for _ in range(50):
+                if not self.ctr("task", "ls", "-q", check=False).stdout.split():
+                    break
+                for task in self.ctr("task", "ls", "-q", check=False).stdout.split():
+                    self.ctr("task", "rm", "-f", task, check=False)
+                time.sleep(0.1)
+            for c in self.ctr("container", "ls", "-q", check=False).stdout.split():
+                self.ctr("container", "rm", c, check=False)
+            stop_pid(self.proc.pid)
+            reap(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
