@@ -23,6 +23,15 @@ static inline void count_tx(struct vs_iface *out, uint32_t len)
     out->stats.tx_bytes += len;
 }
 
+/* A write the kernel refused.  A TAP whose device is administratively down
+ * answers EIO, an AF_PACKET socket on a down device ENETDOWN: those frames
+ * met an interface that is down, not a failed write. */
+static inline void count_tx_refused(struct vs_iface *out, int err)
+{
+    bool down = err == ENETDOWN || (err == EIO && out->kind == VS_IFACE_FD);
+    out->stats.drops[down ? VS_DROP_IFACE_DOWN : VS_DROP_TX_ERROR]++;
+}
+
 int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
                    const struct vs_vnet_hdr *vnet, struct iovec *iov,
                    int iovcnt, uint32_t frame_len)
@@ -50,8 +59,9 @@ int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
         r = writev(out->fd, v, k);
     } while (r < 0 && errno == EINTR);
     if (r < 0) {
-        out->stats.drops[VS_DROP_TX_ERROR]++;
-        return -errno;
+        int err = errno;
+        count_tx_refused(out, err);
+        return -err;
     }
     count_tx(out, frame_len);
     return 0;
@@ -121,7 +131,7 @@ static void send_queued(struct vs_dp *dp, struct vs_iface *out,
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            out->stats.drops[VS_DROP_TX_ERROR]++;
+            count_tx_refused(out, errno);
             sent++;
             continue;
         }

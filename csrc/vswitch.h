@@ -83,7 +83,7 @@ enum vs_drop_reason {
     VS_DROP_BOND = 6,          /* not admissible on this bond member */
     VS_DROP_NO_GSO = 7,        /* output cannot take a segmented frame */
     VS_DROP_TX_ERROR = 8,      /* write()/send() failed (queue full, gone) */
-    VS_DROP_IFACE_DOWN = 9,    /* output interface failed or disabled */
+    VS_DROP_IFACE_DOWN = 9,    /* output interface failed, disabled or down */
     VS_DROP_NO_MEMBER = 10,    /* bond has no enabled member */
     VS_DROP__COUNT = 11
 };

@@ -8,9 +8,12 @@ with carrier, and has not been disabled with bond/disable-member.  It
 becomes *enabled* bond_updelay ms after it may be (at once when no member is
 enabled, or at start-up) and disabled bond_downdelay ms after it may not.
 
-The active member is bond_primary when that is enabled; else the current one
-while it stays enabled; else the first enabled member in configuration
-order.  Whenever the active member, or an SLB bucket's member, changes, the
+The active member is the current one while it stays enabled; bond_primary
+takes over at start, when it becomes enabled and when it is made the
+primary (and is the first choice after a failover); otherwise the first
+enabled member in configuration order.  So a choice made with
+bond/set-active-member lasts until a link event or a change of the
+primary.  Whenever the active member, or an SLB bucket's member, changes, the
 engine sends a RARP for every MAC learned on other ports, so upstream
 switches re-learn at once.
 """
@@ -72,6 +75,10 @@ class Bond:
     bucket_load: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     _rebalance_timer: asyncio.TimerHandle | None = None
     _miimon_timer: asyncio.TimerHandle | None = None
+    # The primary may take the active role at the next choice: set when it
+    # becomes enabled or becomes the primary.  Nothing else moves a working
+    # active member (a manual bond/set-active-member choice included).
+    _preempt: bool = False
 
     # --- settings ---------------------------------------------------------------
     def setting(self, key: str) -> Any:
@@ -139,7 +146,10 @@ class Bond:
 
     def reconfigure(self, cfg: PortConfig) -> None:
         old_mode = self.mode
+        old_primary = self.setting("bond_primary")
         self.cfg = cfg
+        if self.setting("bond_primary") != old_primary:
+            self._preempt = True
         if self.mode != old_mode:
             self.dp.set_bond_mode(self.port_id, self.mode)
             self.buckets = [None] * BUCKETS
@@ -178,6 +188,8 @@ class Bond:
             m.timer = None
 
     def _set_enabled(self, m: Member, enabled: bool) -> None:
+        if enabled and not m.enabled and m.name == self.setting("bond_primary"):
+            self._preempt = True
         m.enabled = enabled
         if m.iface is not None:
             self.dp.set_enabled(m.iface, enabled)
@@ -220,10 +232,14 @@ class Bond:
         enabled = [n for n in self.cfg.interfaces if n in self.members
                    and self.members[n].enabled]
         primary = self.setting("bond_primary")
-        if primary in enabled:
+        preempt = (initial or self._preempt) and primary in enabled
+        self._preempt = False
+        if preempt:
             choice: str | None = primary
         elif self.active in enabled:
             choice = self.active
+        elif primary in enabled:
+            choice = primary
         else:
             choice = enabled[0] if enabled else None
         if choice != self.active or initial:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import links
@@ -15,7 +14,9 @@ from .bond import Bond
 from .config import ConfigError, PortConfig, check_global, parse_port
 from .errors import VswitchError, exists, invalid, not_found
 from .monitor import LinkEvent
-from .store import read_json, write_json
+from .datapath import IFACE_PACKET
+from .ports import Attachment
+from .runtime_state import RuntimeState
 
 if TYPE_CHECKING:
     import asyncio
@@ -30,8 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class BondCommands:
-    state_path: Path
-    state: dict[str, Any]
+    runtime: RuntimeState
 
     if TYPE_CHECKING:   # provided by Switch, the class this one is mixed into
         dp: Datapath
@@ -49,38 +49,44 @@ class BondCommands:
 
         def _attach(self, prt: PortRuntime, strict: bool = True) -> None: ...
 
+        def _reattach(self, prt: PortRuntime, strict: bool) -> None: ...
+
     # --- runtime state -------------------------------------------------------
-    def _read_state(self) -> dict[str, Any]:
-        try:
-            data = read_json(self.state_path)
-        except ValueError:
-            log.warning("%s is not valid JSON; starting without it", self.state_path)
-            data = None
-        return data if isinstance(data, dict) else {}
-
-    def _save_state(self) -> None:
-        try:
-            write_json(self.state_path, self.state)
-        except OSError as e:
-            log.warning("cannot write %s: %s", self.state_path, e)
-
     def _save_bond_state(self, bond: Bond) -> None:
-        bonds = self.state.setdefault("bonds", {})
-        if bonds.get(bond.name, {}).get("active") != bond.active:
-            bonds[bond.name] = {"active": bond.active}
-            self._save_state()
+        self.runtime.set_bond_active(bond.name, bond.active)
 
-    def _forget_bond_state(self, name: str) -> None:
-        if self.state.get("bonds", {}).pop(name, None) is not None:
-            self._save_state()
+    def _prune_bond_state(self, cfg: "SwitchConfig") -> None:
+        self.runtime.keep_bonds(p.name for b in cfg.bridges.values()
+                                for p in b.ports.values() if p.type == "bond")
+
+    def _note_brought_up(self, att: Attachment) -> Attachment:
+        """Remember a system interface the switch brought up (to take it down
+        again when it lets go of it, even after a restart in between: then
+        the interface is found up, but it was the switch that did it)."""
+        if att.kind != IFACE_PACKET:
+            return att
+        if att.was_down:
+            self.runtime.set_brought_up(att.device, True)
+        elif self.runtime.brought_up(att.device):
+            att = replace(att, was_down=True)
+        return att
+
+    def _forget_brought_up(self, device: str) -> None:
+        self.runtime.set_brought_up(device, False)
 
     # --- members ---------------------------------------------------------------
     def _attach_member(self, prt: "PortRuntime", name: str) -> tuple[int, bool]:
-        att = self.factory.create(PortConfig(name=name, type="system",
-                                             offload=prt.cfg.offload))
-        iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
+        att = self._note_brought_up(self.factory.create(
+            PortConfig(name=name, type="system", offload=prt.cfg.offload)))
+        try:
+            iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
+        except BaseException:
+            self.factory.release(att)
+            self._forget_brought_up(name)
+            raise
         prt.ifaces.append(iface)
         prt.member_index[name] = att.index
+        prt.member_atts[name] = att
         info = links.get_link(name)
         return iface, bool(info and info.up and info.carrier)
 
@@ -98,8 +104,7 @@ class BondCommands:
                 continue
             bond.add_member(name, iface, up)
         prt.bond = bond
-        saved = self.state.get("bonds", {}).get(cfg.name, {}).get("active")
-        bond.start(saved)
+        bond.start(self.runtime.bond_active(cfg.name))
 
     def on_link_event(self, ev: LinkEvent) -> None:
         """Link events of the daemon's namespace: carrier for bonds, and
@@ -117,29 +122,28 @@ class BondCommands:
             if prt.error is None:
                 prt.error = "interface gone; it is attached again if it comes back"
                 log.warning("port %s: interface deleted", prt.cfg.name)
+            self._forget_brought_up(prt.cfg.name)
             return
         att = prt.attachment
         if att is not None and att.index == ev.index and prt.error is None:
             return
-        for iface in prt.ifaces:
-            self.dp.del_iface(iface)
-        prt.ifaces, prt.attachment = [], None
-        try:
-            self._attach(prt)
+        self._reattach(prt, strict=False)
+        if prt.error is None:
             log.info("port %s: interface back, attached again", prt.cfg.name)
-        except VswitchError as e:
-            prt.error = e.message
-            log.warning("port %s: %s", prt.cfg.name, e.message)
 
     def _member_event(self, prt: "PortRuntime", ev: LinkEvent) -> None:
         bond = prt.bond
         assert bond is not None
         m = bond.members[ev.name]
+        if not ev.exists:
+            prt.member_atts.pop(ev.name, None)
+            self._forget_brought_up(ev.name)
         if ev.exists and (m.iface is None or prt.member_index.get(ev.name) != ev.index):
             # the member's device was re-created: a new socket for the new one
             if m.iface is not None:
                 self.dp.del_iface(m.iface)
                 prt.ifaces.remove(m.iface)
+                prt.member_atts.pop(ev.name, None)
                 m.iface = None
             try:
                 iface, _up = self._attach_member(prt, ev.name)
@@ -243,4 +247,8 @@ class BondCommands:
         if m.iface is not None:
             self.dp.del_iface(m.iface)
             prt.ifaces.remove(m.iface)
+        att = prt.member_atts.pop(member, None)
+        if att is not None:
+            self.factory.release(att)
+            self._forget_brought_up(member)
         prt.bond.remove_member(member)

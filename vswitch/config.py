@@ -39,7 +39,9 @@ MAX_BOND_MEMBERS = 16
 VLAN_MODES = ("access", "trunk", "native-tagged", "native-untagged")
 MAC_AGING_RANGE = (1, 1_000_000)
 MAC_TABLE_SIZE_RANGE = (1, 4_194_304)
-MTU_RANGE = (68, 65535)
+# A TAP's largest MTU is 65535 less its 14-byte Ethernet header (the
+# kernel's tun max_mtu); every port with an mtu setting is a TAP.
+MTU_RANGE = (68, 65521)
 DEFAULT_MAC_AGING = 300
 DEFAULT_MAC_TABLE_SIZE = 8192
 
@@ -149,15 +151,40 @@ def check_mac(value: Any, path: Path) -> str:
 
 
 def check_cidr(value: Any, path: Path) -> str:
+    """An interface address with its prefix length, usable by a station:
+    the kernel would refuse (or quietly ignore) the unspecified address,
+    and a multicast or loopback address on a switch port is a mistake."""
     if not isinstance(value, str) or "/" not in value:
         raise ConfigError(path, f"{value!r} is not an address with a prefix length "
                                 "(like 10.0.0.1/24)")
     try:
-        iface = ipaddress.ip_interface(value)
+        iface = ipaddress.ip_interface(value.strip())
     except ValueError:
         raise ConfigError(path, f"{value!r} is not an address with a prefix length "
                                 "(like 10.0.0.1/24)") from None
+    addr = iface.ip
+    for bad, what in ((addr.is_unspecified, "the unspecified address"),
+                      (addr.is_multicast, "a multicast address"),
+                      (addr.is_loopback, "a loopback address")):
+        if bad:
+            raise ConfigError(path, f"{value} is {what}, not a port's address")
     return str(iface)
+
+
+def parse_addresses(value: Any, path: Path) -> tuple[str, ...]:
+    """One address, a comma-separated string of them, or a list."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()] if "," in value else [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(path, "ip must be an address/prefix or a list of them")
+    ips = tuple(check_cidr(v, path) for v in value)
+    seen: dict[str, str] = {}
+    for cidr in ips:
+        host = cidr.split("/")[0]
+        if host in seen:
+            raise ConfigError(path, f"address {host} is listed twice ({seen[host]}, {cidr})")
+        seen[host] = cidr
+    return ips
 
 
 def check_vlan(value: Any, path: Path, what: str = "VLAN") -> int:
@@ -175,7 +202,9 @@ def parse_trunks(value: Any, path: Path) -> tuple[int, ...]:
         raise ConfigError(path, "trunks must be a list of VLANs or a string like '10,20,30-40'")
     vids: set[int] = set()
     for item in items:
-        if isinstance(item, str) and "-" in item.strip("-"):
+        if isinstance(item, str) and "," in item:
+            vids.update(parse_trunks(item, path))
+        elif isinstance(item, str) and "-" in item.strip("-"):
             lo_s, hi_s = item.split("-", 1)
             lo = check_trunk_vid(lo_s, path)
             hi = check_trunk_vid(hi_s, path)
@@ -283,7 +312,8 @@ class PortConfig:
         if self.ip:
             out["ip"] = list(self.ip)
         if self.trunks:
-            out["trunks"] = list(self.trunks)
+            # as ranges ("0-4094"), not a list of up to 4095 numbers
+            out["trunks"] = format_trunks(self.trunks)
         if self.interfaces:
             out["interfaces"] = list(self.interfaces)
         if self.external_ids:
@@ -423,12 +453,10 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path,
     ifname = data.get("ifname")
     if ifname is not None:
         ifname = check_name(ifname, path + ("ifname",), "interface name")
-    ips_raw = with_subnet_prefix(data.get("ip", ()), subnet)
-    if isinstance(ips_raw, str):
-        ips_raw = (ips_raw,)
-    if not isinstance(ips_raw, (list, tuple)):
-        raise ConfigError(path + ("ip",), "ip must be an address/prefix or a list of them")
-    ips = tuple(check_cidr(v, path + ("ip",)) for v in ips_raw)
+        if ifname == "lo":
+            raise ConfigError(path + ("ifname",), "lo is the namespace's loopback "
+                                                  "interface; choose another ifname")
+    ips = parse_addresses(with_subnet_prefix(data.get("ip", ()), subnet), path + ("ip",))
     mac = data.get("mac")
     if mac is not None:
         mac = check_mac(mac, path + ("mac",))
@@ -441,6 +469,9 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path,
     publish = parse_publish(data["publish"], path + ("publish",)) if "publish" in data else ()
 
     if ptype == "system":
+        if name == "lo":
+            raise ConfigError(path, "lo is the loopback interface; it cannot be a "
+                                    "switch port")
         for key in ("netns", "ifname", "ip", "mac", "mtu"):
             if key in data:
                 raise ConfigError(path + (key,), f"a system port attaches the existing "
@@ -496,6 +527,9 @@ def parse_bond_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
                                                   "interfaces")
     members = tuple(check_name(m, path + ("interfaces",), "interface name")
                     for m in members_raw)
+    if "lo" in members:
+        raise ConfigError(path + ("interfaces",), "lo is the loopback interface; it cannot "
+                                                  "be a bond member")
     dup = {m for m in members if members.count(m) > 1}
     if dup:
         raise ConfigError(path + ("interfaces",), f"interface {sorted(dup)[0]!r} is listed "

@@ -18,6 +18,7 @@ from .config import ConfigError, SwitchConfig, parse_switch
 _HEADER = re.compile(r"^\s*\[\[?\s*(?P<name>[^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*(?P<key>(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_.\- ]+?))\s*=")
 _LINE_COL = re.compile(r"\(at line (\d+), column \d+\)")
+_END = re.compile(r"\(at end of document\)")
 
 
 class ConfigFileError(Exception):
@@ -81,16 +82,29 @@ def load_config_file(file: str | FsPath) -> SwitchConfig:
     """Parse and validate a file; raises ConfigFileError, applies nothing."""
     name = str(file)
     try:
-        text = FsPath(file).read_text()
+        raw = FsPath(file).read_bytes()
     except OSError as e:
         raise ConfigFileError(name, 0, f"cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigFileError(name, line, f"not UTF-8 text (byte 0x{raw[e.start]:02x}); "
+                                          "a TOML file must be UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = _LINE_COL.search(msg)
-        line = int(m.group(1)) if m else 1
-        message = _LINE_COL.sub("", msg).strip()
+        if m:
+            line = int(m.group(1))
+        elif _END.search(msg):
+            # "at end of document": the last line that holds anything
+            lines = text.splitlines()
+            line = max((i for i, ln in enumerate(lines, 1) if ln.strip()), default=1)
+        else:
+            line = 1
+        message = _END.sub("", _LINE_COL.sub("", msg)).strip()
         # tomllib does not always say which key it means; the line does
         lines = text.splitlines()
         k = _KEY.match(lines[line - 1]) if 0 < line <= len(lines) else None

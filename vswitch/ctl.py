@@ -30,12 +30,13 @@ Bridges:
   br-exists BR                       exit status 2 if BR does not exist
   set bridge BR KEY=VALUE...         mac_aging, mac_table_size, subnet, gateway,
                                      masquerade (KEY= clears it)
-  set port PORT KEY=VALUE...         ip, publish, tag, trunks, vlan_mode (KEY= clears it)
+  set port PORT KEY=VALUE...         ip (ip=A,B or ip=A ip=B), publish, tag, trunks,
+                                     vlan_mode (KEY= clears it)
 Ports:
   add-port BR PORT [--may-exist] [type=tap|internal|system] [--netns NS]
            [--ifname IF] [--ip CIDR]... [--mac MAC] [mtu=N]
            [--publish HOSTPORT:PORT[/tcp|/udp]]...
-           [tag=VLAN] [trunks=LIST] [vlan_mode=MODE]
+           [tag=VLAN] [trunks=LIST] [vlan_mode=MODE] [offload=false]
   del-port [BR] PORT [--if-exists]
   list-ports BR
 Bonds:
@@ -73,6 +74,8 @@ VALUE_OPTIONS = {"--sock", "--netns", "--ifname", "--ip", "--mac", "--mtu", "--t
                  "--publish"}
 FLAG_OPTIONS = {"--json", "--may-exist", "--if-exists", "--help", "-h"}
 PORT_OPTIONS = {"--netns": "netns", "--ifname": "ifname", "--mac": "mac", "--mtu": "mtu"}
+# settings that may be given more than once, making a list
+REPEATABLE = {"ip"}
 
 
 class UsageError(Exception):
@@ -121,6 +124,11 @@ def parse_argv(argv: list[str]) -> Invocation:
             inv.command = tok
         elif "=" in tok and not tok.startswith("="):
             key, _, value = tok.partition("=")
+            if key in REPEATABLE and key in inv.settings:
+                # ip=A ip=B: a list, as --ip A --ip B
+                prev = inv.settings[key]
+                inv.settings[key] = (prev if isinstance(prev, list) else [prev]) + [value]
+                continue
             if key in inv.settings:
                 raise UsageError(f"{key} given twice")
             inv.settings[key] = value
@@ -229,6 +237,9 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         return c, {"bridge": br, "vlan": vlan, "mac": mac}
     if c == "set":
         _allow_options(inv, set())
+        if len(inv.args) > 2:
+            raise UsageError(f"set {inv.args[0]} {inv.args[1]}: expected KEY=VALUE, "
+                             f"got {inv.args[2]!r}")
         table, record = _nargs(inv, 2)
         if not inv.settings:
             raise UsageError("set needs at least one KEY=VALUE")

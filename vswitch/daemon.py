@@ -1,12 +1,14 @@
 """vswitchd: the switch daemon.
 
 Start-up order, and why:
-  1. read and validate the configuration (file or database) while still
+  1. take an exclusive lock next to the socket and one next to the
+     database: a second daemon on the same socket or the same database
+     refuses to start (naming the holder), while a stale socket or pidfile
+     left by a crash (nobody holds the lock) is simply replaced;
+  2. read and validate the configuration (file or database) while still
      attached to the terminal, so `FILE:LINE: what is wrong` reaches the
-     user and nothing has been touched;
-  2. take an exclusive lock next to the socket: a second daemon on the same
-     socket refuses to start, while a stale socket or pidfile left by a
-     crash (nobody holds the lock) is simply replaced;
+     user and nothing has been touched (a damaged database is kept aside,
+     never overwritten silently);
   3. detach if asked (the parent waits until the switch is ready, so
      `vswitchd --detach && ip netns exec h1 ping ...` works);
   4. start the engine, build every bridge and port, open the control
@@ -37,8 +39,8 @@ from .errors import VswitchError
 from .monitor import LinkMonitor
 from .netns import NamespaceRegistry
 from .server import ControlServer
-from .store import write_atomic
-from .switch import Switch
+from .store import keep_aside, write_atomic
+from .switch import DamagedDatabase, Switch
 
 log = logging.getLogger("vswitchd")
 DEFAULT_DB = "/var/lib/vswitch/conf.json"
@@ -101,6 +103,30 @@ def take_lock(sock: Path) -> int:
     return fd
 
 
+def take_db_lock(db: Path) -> int:
+    """The database is one daemon's: it attaches the interfaces the database
+    names and removes the namespaces the database says it created, so a
+    second daemon on the same database (with another socket) would fight
+    the first over all of them.  The lock file says who holds it
+    (record_lock_holder), so the refusal can name the holder."""
+    db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = f"{db}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another vswitchd"
+        os.close(fd)
+        raise VswitchError("EBUSY", f"database {db} is in use by {holder}") from None
+    return fd
+
+
+def record_lock_holder(fd: int, sock: Path) -> None:
+    """Write this (final, detached) process into the database lock file."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"vswitchd pid {os.getpid()} (socket {sock})\n".encode(), 0)
+
+
 def daemonize() -> Callable[[str | None], None]:
     """Fork into the background.  Returns report(error) for the daemon to call
     once: None when ready, else a message; the original process prints the
@@ -131,22 +157,43 @@ def daemonize() -> Callable[[str | None], None]:
     return report
 
 
-def load_startup_config(args: argparse.Namespace, db: Path) -> SwitchConfig:
+def load_startup_config(args: argparse.Namespace, db: Path) -> tuple[SwitchConfig, str]:
+    """The configuration to start from, and the switch's system id.
+
+    A damaged database is never overwritten silently: without --config the
+    daemon refuses to start and leaves it as it is; with --config (which
+    replaces the stored configuration anyway) it is first kept aside under
+    another name, and the user is told where."""
     if args.config:
-        return load_config_file(args.config)
-    return Switch.read_db(db) or SwitchConfig()
+        cfg = load_config_file(args.config)
+        system_id = Switch.read_system_id(db)
+        try:
+            Switch.read_db(db)
+        except DamagedDatabase as e:
+            kept = keep_aside(db)
+            print(f"vswitchd: {e.message}; kept it as {kept}, starting from {args.config}",
+                  file=sys.stderr)
+        return cfg, system_id
+    try:
+        cfg = Switch.read_db(db) or SwitchConfig()
+    except DamagedDatabase as e:
+        raise VswitchError(e.code, f"{e.message}; it was left untouched (repair it, move "
+                                   "it away to start empty, or start with --config FILE)"
+                           ) from None
+    return cfg, Switch.read_system_id(db)
 
 
-async def serve(cfg: SwitchConfig, db: Path, sock: Path, pidfile: Path | None,
-                report: Callable[[str | None], None], busy_poll_us: int,
-                config_file: Path | None, docker_plugin: Path | None = None) -> None:
+async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
+                pidfile: Path | None, report: Callable[[str | None], None],
+                busy_poll_us: int, config_file: Path | None,
+                docker_plugin: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     dp = Datapath()
     namespaces = NamespaceRegistry(db.with_name(db.stem + ".netns.json"))
-    sw = Switch(dp, db, namespaces, loop)
+    sw = Switch(dp, db, namespaces, loop, system_id)
     sw.config_file = config_file
     loop.add_signal_handler(signal.SIGHUP, _reload_on_hup, sw)
     server = ControlServer(sw, sock)
@@ -213,37 +260,44 @@ def main(argv: list[str] | None = None) -> int:
     db = Path(args.db)
     sock = Path(args.sock or default_sock())
     pidfile = Path(args.pidfile) if args.pidfile else None
+    lock_fds: list[int] = []
     try:
-        cfg = load_startup_config(args, db)
+        # Locks first: only the daemon that holds the database may move a
+        # damaged one aside.
+        lock_fds.append(take_lock(sock))
+        lock_fds.append(take_db_lock(db))
+        cfg, system_id = load_startup_config(args, db)
     except ConfigFileError as e:
         print(f"vswitchd: {e}", file=sys.stderr)
-        return 1
+        return _close_all(lock_fds, 1)
     except VswitchError as e:
         print(f"vswitchd: {e.message}", file=sys.stderr)
-        return 1
-    try:
-        lock_fd = take_lock(sock)
-    except VswitchError as e:
-        print(f"vswitchd: {e.message}", file=sys.stderr)
-        return 1
+        return _close_all(lock_fds, 1)
 
     report: Callable[[str | None], None] = _report_to_stderr
     if args.detach:
         report = daemonize()
+    record_lock_holder(lock_fds[1], sock)
     setup_logging(args.log_level, args.log_file or (DEFAULT_LOG_FILE if args.detach else None))
     try:
         import uvloop
         config_file = Path(args.config).resolve() if args.config else None
-        uvloop.run(serve(cfg, db, sock, pidfile, report, args.busy_poll_us, config_file,
-                         Path(args.docker_plugin) if args.docker_plugin else None))
+        uvloop.run(serve(cfg, system_id, db, sock, pidfile, report, args.busy_poll_us,
+                         config_file, Path(args.docker_plugin) if args.docker_plugin else None))
     except VswitchError:
         return 1
     except Exception:
         log.exception("vswitchd failed")
         return 1
     finally:
-        os.close(lock_fd)
+        _close_all(lock_fds, 0)
     return 0
+
+
+def _close_all(fds: list[int], status: int) -> int:
+    for fd in fds:
+        os.close(fd)
+    return status
 
 
 if __name__ == "__main__":

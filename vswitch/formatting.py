@@ -33,7 +33,8 @@ def _port_details(p: dict[str, Any]) -> list[str]:
 
 def _vlan(p: dict[str, Any]) -> str | None:
     mode = p.get("vlan_mode", "trunk")
-    trunks = format_trunks(tuple(p.get("trunks", ())))
+    raw = p.get("trunks", "")
+    trunks = raw if isinstance(raw, str) else format_trunks(tuple(raw))
     if mode == "trunk":
         return f"vlan_mode: trunk, trunks: {trunks}" if trunks else None
     text = f"vlan_mode: {mode}, tag: {p.get('tag')}"

@@ -72,10 +72,10 @@ def parse_address(text: str, net: IPv4Network, what: str) -> IPv4Address:
         addr = ipaddress.IPv4Address(addr_s.strip())
     except ValueError:
         raise AddressError(f"{text!r} is not an IPv4 address") from None
-    if slash and plen.strip() != str(net.prefixlen):
-        raise AddressError(f"{text}: the subnet is {net}; give {addr} or {addr}/{net.prefixlen}")
     if addr not in net:
         raise AddressError(f"{addr} is outside the subnet {net}")
+    if slash and plen.strip() != str(net.prefixlen):
+        raise AddressError(f"{text}: the subnet is {net}; give {addr} or {addr}/{net.prefixlen}")
     if not is_host(net, addr):
         which = "network" if addr == net.network_address else "broadcast"
         raise AddressError(f"{addr} is the {which} address of {net}")

@@ -12,7 +12,9 @@ thread with no loop running.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import ipaddress
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -79,12 +81,18 @@ class LinkInfo:
     mac: str
     up: bool
     carrier: bool
+    loopback: bool = False
+
+
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 
 
 def _info(msg) -> LinkInfo:
     return LinkInfo(index=msg["index"], name=msg.get("ifname"), mtu=msg.get("mtu") or 1500,
-                    mac=msg.get("address") or "", up=bool(msg["flags"] & 1),
-                    carrier=bool(msg.get("carrier")))
+                    mac=msg.get("address") or "", up=bool(msg["flags"] & IFF_UP),
+                    carrier=bool(msg.get("carrier")),
+                    loopback=bool(msg["flags"] & IFF_LOOPBACK))
 
 
 @netlink_call
@@ -105,56 +113,104 @@ def move_to_netns(name: str, netns: str) -> None:
         ipr.link("set", index=idx[0], net_ns_fd=netns)
 
 
+@contextlib.contextmanager
+def _step(what: str) -> Iterator[None]:
+    """One kernel request, whose refusal names what was asked for."""
+    try:
+        yield
+    except NetlinkError as e:
+        raise VswitchError.from_errno(e.code, what) from None
+
+
 @netlink_call
 def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
                    mac: str | None = None, mtu: int | None = None,
                    ips: tuple[str, ...] = (), up: bool = True) -> LinkInfo:
-    """Rename, address and bring up an interface; returns its final state."""
-    with _ipr(netns, f"configure {name}") as ipr:
+    """Rename, address and bring up an interface; returns its final state.
+    Each step is its own request, so a refusal says which setting the
+    kernel refused (and names the device by its final name, not the
+    temporary one it was created under)."""
+    final = new_name or name
+    with _ipr(netns, f"configure {final}") as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
-            raise VswitchError("ENODEV", f"no interface {name}")
+            raise VswitchError("ENODEV", f"no interface {final}")
         index = idx[0]
-        changes: dict = {}
         if new_name and new_name != name:
-            changes["ifname"] = new_name
+            with _step(f"rename the interface to {new_name}"):
+                ipr.link("set", index=index, ifname=new_name)
         if mac:
-            changes["address"] = mac
+            with _step(f"set mac {mac}"):
+                ipr.link("set", index=index, address=mac)
         if mtu:
-            changes["mtu"] = mtu
-        if changes:
-            ipr.link("set", index=index, **changes)
+            with _step(f"set mtu {mtu}"):
+                ipr.link("set", index=index, mtu=mtu)
         for cidr in ips:
             addr, _, plen = cidr.partition("/")
-            ipr.addr("add", index=index, address=addr, prefixlen=int(plen))
+            with _step(f"add ip {cidr}"):
+                ipr.addr("add", index=index, address=addr, prefixlen=int(plen))
         if up:
-            ipr.link("set", index=index, state="up")
+            with _step("bring the interface up"):
+                ipr.link("set", index=index, state="up")
         return _info(ipr.get_links(index)[0])
 
 
 @netlink_call
-def change_addresses(name: str, netns: str | None, add: tuple[str, ...],
-                     remove: tuple[str, ...]) -> None:
-    """Add and remove addresses (CIDR strings) of an interface."""
+def change_addresses(name: str, netns: str | None, old: tuple[str, ...],
+                     new: tuple[str, ...]) -> None:
+    """Replace an interface's addresses `old` (CIDR strings) by `new`.
+
+    Removing an IPv4 primary address also removes the secondaries of its
+    subnet (unless promote_secondaries is on), so after the removals every
+    address of `new` that is missing -- added now or taken away with a
+    primary -- is added; one already gone is no error."""
     with _ipr(netns, f"change addresses of {name}") as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
             raise VswitchError("ENODEV", f"no interface {name}")
-        for cidr in remove:
+        for cidr in reversed([c for c in old if c not in new]):
             addr, _, plen = cidr.partition("/")
-            ipr.addr("del", index=idx[0], address=addr, prefixlen=int(plen))
-        for cidr in add:
+            try:
+                ipr.addr("del", index=idx[0], address=addr, prefixlen=int(plen))
+            except NetlinkError as e:
+                if e.code != errno.EADDRNOTAVAIL:
+                    raise VswitchError.from_errno(e.code, f"remove ip {cidr}") from None
+        present = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                   for a in ipr.get_addr(index=idx[0])}
+        for cidr in new:
+            if str(ipaddress.ip_interface(cidr)) in present:
+                continue
             addr, _, plen = cidr.partition("/")
-            ipr.addr("add", index=idx[0], address=addr, prefixlen=int(plen))
+            with _step(f"add ip {cidr}"):
+                ipr.addr("add", index=idx[0], address=addr, prefixlen=int(plen))
 
 
 @netlink_call
 def set_up(name: str, netns: str | None = None) -> None:
-    with _ipr(netns, f"bring up {name}") as ipr:
+    set_state(name, True, netns)
+
+
+@netlink_call
+def set_state(name: str, up: bool, netns: str | None = None) -> None:
+    """Bring an interface administratively up or down."""
+    word = "up" if up else "down"
+    with _ipr(netns, f"bring {name} {word}") as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
             raise VswitchError("ENODEV", f"no interface {name}")
-        ipr.link("set", index=idx[0], state="up")
+        ipr.link("set", index=idx[0], state=word)
+
+
+@netlink_call
+def admin_up(index: int, netns: str | None = None) -> bool | None:
+    """Whether the interface with this ifindex is administratively up;
+    None when there is no such interface (or no such namespace)."""
+    try:
+        with _ipr(netns, "look up a link") as ipr:
+            msgs = ipr.get_links(index)
+    except VswitchError:
+        return None
+    return bool(msgs[0]["flags"] & IFF_UP) if msgs else None
 
 
 @netlink_call

@@ -327,6 +327,6 @@ def set_bridge_network(cfg: "SwitchConfig", br: "BridgeConfig",
     net = parse_bridge_network(data, path)
     new_br = replace(br, **net)
     moved: set[str] = set()
-    if br.subnet and new_br.subnet != br.subnet:
+    if br.subnet and new_br.subnet and new_br.subnet != br.subnet:
         new_br, moved = strip_subnet_addresses(new_br, br.subnet)
     return assign_addresses(cfg.with_bridge(new_br), cfg, extra=moved)

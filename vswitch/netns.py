@@ -26,7 +26,7 @@ from pyroute2 import netns as pr_netns
 
 from .errors import VswitchError
 from .links import netlink_call, set_loopback_up
-from .store import read_json, write_json
+from .store import DamagedFile, keep_aside, read_json, write_json
 
 log = logging.getLogger(__name__)
 NETNS_DIR = Path("/run/netns")
@@ -76,10 +76,22 @@ def _remove(name: str) -> None:
 class NamespaceRegistry:
     def __init__(self, state_file: Path) -> None:
         self._file = state_file
-        data = read_json(state_file) or {}
-        self._owned: set[str] = set(data.get("owned", []))
-        paths = data.get("paths", {})
-        self._paths: dict[str, str] = dict(paths) if isinstance(paths, dict) else {}
+        try:
+            data = read_json(state_file) or {}
+        except DamagedFile as e:
+            # Without the record we cannot know which namespaces are ours:
+            # we own none (never removing one that may not be ours), and the
+            # damaged record is kept for whoever wants to look.
+            kept = keep_aside(state_file)
+            log.error("%s; kept as %s: namespaces created before are no longer "
+                      "removed by vswitchd", e, kept)
+            data = {}
+        owned = data.get("owned", []) if isinstance(data, dict) else []
+        self._owned: set[str] = {n for n in owned if isinstance(n, str)}
+        paths = data.get("paths", {}) if isinstance(data, dict) else {}
+        self._paths: dict[str, str] = (
+            {p: i for p, i in paths.items() if isinstance(p, str) and isinstance(i, str)}
+            if isinstance(paths, dict) else {})
 
     @property
     def owned(self) -> frozenset[str]:

@@ -10,8 +10,9 @@ with undo, persist); this module holds the network half of each step:
                    holding the gateway): derived from `subnet`, never stored
                    as a port, so it cannot disagree with the subnet
   bridge_up/down   what is known of a bridge's subnet and gateway while it
-                   runs, and route_localnet on its own interface
-  sync_port()      a port's default route in its namespace
+                   runs
+  sync_port()      a port's default route in its namespace (route_localnet
+                   for the bridge's own port)
   apply()          the nftables table and IPv4 forwarding, in one nft
                    transaction; a no-op when the rules did not change
   stop()           the table removed at a clean stop
@@ -88,17 +89,12 @@ class Network:
                        f"does (vswitchctl set bridge {br.name} subnet=)")
 
     # --- runtime -----------------------------------------------------------------
-    def bridge_up(self, br: BridgeConfig, local: "PortRuntime | None") -> None:
+    def bridge_up(self, br: BridgeConfig) -> None:
         net = network_of(br)
         if net is None:
             self.bridges.pop(br.name, None)
-            return
-        self.bridges[br.name] = net
-        if local is not None and local.attachment is not None:
-            # 127.0.0.1:HOSTPORT is DNATed to the namespaces through this
-            # interface only; nft's raw_prerouting rule keeps the reverse
-            # direction (a namespace reaching the host's loopback) shut.
-            routes.set_route_localnet(local.attachment.device)
+        else:
+            self.bridges[br.name] = net
 
     def bridge_down(self, name: str) -> None:
         self.bridges.pop(name, None)
@@ -112,6 +108,18 @@ class Network:
         the namespace has a default route of its own (kept, never fought);
         ours removed when the port no longer has a place in the subnet."""
         cfg, att = prt.cfg, prt.attachment
+        if cfg.name == bridge and cfg.type == "internal" and bridge in self.bridges:
+            if att is not None:
+                # The bridge's own port.  127.0.0.1:HOSTPORT is DNATed to the
+                # namespaces through this interface only; nft's
+                # raw_prerouting rule keeps the reverse direction (a
+                # namespace reaching the host's loopback) shut.
+                try:
+                    routes.set_route_localnet(att.device)
+                except VswitchError as e:
+                    log.warning("bridge %s: 127.0.0.1 will not reach published ports: %s",
+                                bridge, e.message)
+            return
         if cfg.type != "tap" or not cfg.netns or att is None or att.netns is None:
             self.routes.pop(cfg.name, None)
             return

@@ -42,6 +42,9 @@ class Attachment:
     netns: str | None     # None: the daemon's namespace
     mac: str
     index: int = 0        # ifindex at attach time: a re-created device has another
+    # A system interface that was administratively down when attached: the
+    # switch brought it up, and takes it down again when it lets go of it.
+    was_down: bool = False
 
 
 def _temp_tap_name() -> str:
@@ -63,11 +66,16 @@ class PortFactory:
         return cfg.mac or derived_mac(self.system_id, cfg.name)
 
     def create(self, cfg: PortConfig) -> Attachment:
-        if cfg.type == "system":
-            return self._system(cfg)
-        if cfg.type == "tap" and cfg.netns:
-            return self._tap_in_netns(cfg)
-        return self._local_tap(cfg)
+        """The port's device, or VswitchError naming the port (and the
+        setting the kernel refused)."""
+        try:
+            if cfg.type == "system":
+                return self._system(cfg)
+            if cfg.type == "tap" and cfg.netns:
+                return self._tap_in_netns(cfg)
+            return self._local_tap(cfg)
+        except VswitchError as e:
+            raise VswitchError(e.code, f"port {cfg.name}: {e.message}") from None
 
     # --- tap / internal -------------------------------------------------------
     def _tap_in_netns(self, cfg: PortConfig) -> Attachment:
@@ -89,6 +97,9 @@ class PortFactory:
         created = self.namespaces.ensure(cfg.netns)
         fd = -1
         try:
+            if created and links.get_link(ifname, cfg.netns):
+                raise VswitchError("EEXIST", f"namespace {cfg.netns} already has an "
+                                             f"interface {ifname}")
             tmp = _temp_tap_name()
             fd = open_tap(tmp, offloads=cfg.offload is not False)
             links.move_to_netns(tmp, cfg.netns)
@@ -131,11 +142,29 @@ class PortFactory:
         info = links.get_link(cfg.name)
         if info is None:
             raise VswitchError("ENODEV", f"no interface {cfg.name} in the daemon's namespace")
+        if info.loopback:
+            raise VswitchError("EINVAL", f"{cfg.name} is a loopback interface; it cannot be "
+                                         "a switch port")
         fd, vnet = open_packet_socket(cfg.name, info.index, vnet=cfg.offload is not False)
         try:
-            links.set_up(cfg.name)
+            if not info.up:
+                links.set_up(cfg.name)
         except BaseException:
             os.close(fd)
             raise
         return Attachment(fd, IFACE_PACKET, VNET_HDR if vnet else 0, info.mtu, cfg.name, None,
-                          info.mac, info.index)
+                          info.mac, info.index, was_down=not info.up)
+
+    @staticmethod
+    def release(att: Attachment) -> None:
+        """After the engine closed the device's fd: put back what the switch
+        changed on a device it does not own (a system interface it brought
+        up goes down again, if it is still the same device)."""
+        if not att.was_down:
+            return
+        info = links.get_link(att.device)
+        if info is not None and info.index == att.index and info.up:
+            try:
+                links.set_state(att.device, False)
+            except VswitchError as e:
+                log.warning("cannot take %s down again: %s", att.device, e.message)

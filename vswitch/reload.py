@@ -18,7 +18,7 @@ from dataclasses import fields
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from .config import PortConfig, SwitchConfig
+from .config import PortConfig, StaticMac, SwitchConfig
 from .errors import VswitchError
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
     undo: list[Callable[[], object]] = []
     changes: dict[str, list[str]] = {k: [] for k in (
         "bridges_added", "bridges_removed", "bridges_changed", "ports_added",
-        "ports_removed", "ports_changed", "ports_recreated")}
+        "ports_removed", "ports_changed", "ports_recreated", "fdb_added", "fdb_removed",
+        "ports_repaired", "fdb_restored")}
     common = [b for b in new.bridges if b in old.bridges]
 
     def port_plan(b: str) -> tuple[list[str], list[str], list[str]]:
@@ -78,9 +79,12 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
             for s in set(ob.static_macs) - set(nb.static_macs):
                 _del_static(sw, b, s.vlan, s.mac)
                 undo.append(partial(sw._apply_static, b, s))
+                changes["fdb_removed"].append(_static_name(b, s))
             for p in plans[b][0]:
                 sw._remove_port(rt, p)
-                undo.append(partial(sw._create_port, rt, old.bridges[b].ports[p], strict=False))
+                # built again from its whole old configuration, static
+                # entries included, if the reload is undone
+                undo.append(partial(sw._create_port_from, b, ob, p, strict=False))
         # 2. what changes in place
         for b in common:
             ob, nb = old.bridges[b], new.bridges[b]
@@ -105,13 +109,16 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
             nb = new.bridges[b]
             rt = sw.bridges[b]
             for p in plans[b][2]:
-                sw._create_port(rt, nb.ports[p], strict=True)
+                # with the static entries the new file keeps for it (the
+                # engine dropped them with the old port)
+                sw._create_port_from(b, nb, p, strict=True)
                 undo.append(partial(sw._remove_port, rt, p))
                 recreated = p in old.bridges[b].ports
                 changes["ports_recreated" if recreated else "ports_added"].append(p)
             for s in set(nb.static_macs) - set(old.bridges[b].static_macs):
                 sw._apply_static(b, s)
                 undo.append(partial(_del_static, sw, b, s.vlan, s.mac))
+                changes["fdb_added"].append(_static_name(b, s))
         for b in [b for b in new.bridges if b not in old.bridges]:
             sw._build_bridge(new.bridges[b], strict=True)
             undo.append(partial(sw._remove_bridge, b))
@@ -131,7 +138,33 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
         sw.config = old
         raise
     sw.namespaces.release_all_except(sw._netns_in_use(new))
+    repair(sw, changes)
     return {k: v for k, v in changes.items() if v}
+
+
+def repair(sw: "Switch", changes: dict[str, list[str]]) -> None:
+    """Bring the kernel and the engine to the configuration, beyond its
+    differences: a port whose device vanished (its namespace was deleted,
+    say) is built again, as `add-port --may-exist` does for one port, and a
+    static entry missing from the engine is put back.  Best effort, after
+    the commit: a port that still cannot be built stays configured and
+    shows why."""
+    for b, br in sw.config.bridges.items():
+        rt = sw.bridges[b]
+        for p, prt in rt.ports.items():
+            if sw.device_broken(prt):
+                sw._reattach(prt, strict=False)
+                if not sw.device_broken(prt):
+                    changes["ports_repaired"].append(p)
+        for s in br.static_macs:
+            port_id = rt.ports[s.port].port_id
+            if sw.dp.fdb_lookup(rt.br_id, s.vlan, s.mac) != port_id:
+                sw._apply_static(b, s)
+                changes["fdb_restored"].append(_static_name(b, s))
+
+
+def _static_name(bridge: str, s: StaticMac) -> str:
+    return f"{bridge} {s.mac} vlan {s.vlan} on {s.port}"
 
 
 def _devices(cfg: PortConfig) -> list[tuple[str | None, str]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,7 +33,8 @@ from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
 from .network import NETWORK_KEYS, Network
 from .ports import Attachment, PortFactory
-from .store import read_json, write_json
+from .runtime_state import RuntimeState
+from .store import DamagedFile, read_json, write_json
 
 log = logging.getLogger(__name__)
 DB_VERSION = 1
@@ -47,6 +49,7 @@ class PortRuntime:
     error: str | None = None
     bond: Bond | None = None
     member_index: dict[str, int] = field(default_factory=dict)  # bond member -> ifindex
+    member_atts: dict[str, Attachment] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,18 +59,26 @@ class BridgeRuntime:
     name: str = ""
 
 
+class DamagedDatabase(VswitchError):
+    """The database file exists but cannot be used as it is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("EINVAL", message)
+
+
 def _cfg_error(e: ConfigError) -> VswitchError:
     return invalid(str(e))
 
 
 class Switch(BondCommands):
     def __init__(self, dp: Datapath, db_path: Path, namespaces: NamespaceRegistry,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 system_id: str | None = None) -> None:
         self.dp = dp
         self.db_path = db_path
         self.namespaces = namespaces
         self.loop = loop      # timers (bond delays, rebalancing); None in unit tests
-        self.system_id = self.read_system_id(db_path)
+        self.system_id = system_id or self.read_system_id(db_path)
         self.factory = PortFactory(namespaces, self.system_id)
         self.config = SwitchConfig()
         self.bridges: dict[str, BridgeRuntime] = {}
@@ -75,35 +86,39 @@ class Switch(BondCommands):
         self.network = Network()
         # Runtime state worth keeping across restarts (the active bond
         # members), apart from the configuration.
-        self.state_path = db_path.with_name(db_path.stem + ".state.json")
-        self.state: dict[str, Any] = self._read_state()
+        self.runtime = RuntimeState(db_path.with_name(db_path.stem + ".state.json"))
 
     # --- persistence ---------------------------------------------------------
     @staticmethod
     def read_db(db_path: Path) -> SwitchConfig | None:
-        """The stored configuration, None if there is none yet."""
-        data = read_json(db_path)
+        """The stored configuration, None if there is none yet;
+        DamagedDatabase when the file is there but unusable."""
+        try:
+            data = read_json(db_path)
+        except DamagedFile as e:
+            raise DamagedDatabase(f"{e}: damaged database") from None
         if data is None:
             return None
         if not isinstance(data, dict) or data.get("version") != DB_VERSION:
-            raise VswitchError("EINVAL", f"{db_path}: not a vswitch database of version "
-                                         f"{DB_VERSION}")
+            raise DamagedDatabase(f"{db_path}: not a vswitch database of version {DB_VERSION}")
         try:
             from .config import parse_switch
             return parse_switch(data.get("config", {}))
         except ConfigError as e:
-            raise VswitchError("EINVAL", f"{db_path}: {e}") from None
+            raise DamagedDatabase(f"{db_path}: invalid database: {e}") from None
 
     @staticmethod
     def read_system_id(db_path: Path) -> str:
         """This switch's identity, kept in its database (like Open vSwitch's
         system-id).  Devices created without a configured MAC get one derived
         from it, so their MACs survive restarts and neighbours' ARP caches stay
-        right."""
+        right.  From a damaged database it is salvaged if its line survived."""
         try:
             data = read_json(db_path)
-        except ValueError:
-            data = None
+        except DamagedFile:
+            raw = db_path.read_bytes()
+            m = re.search(rb'"system_id"\s*:\s*"([0-9a-f]{8,64})"', raw)
+            data = {"system_id": m.group(1).decode()} if m else None
         sid = data.get("system_id") if isinstance(data, dict) else None
         return sid if isinstance(sid, str) and sid else secrets.token_hex(16)
 
@@ -114,6 +129,7 @@ class Switch(BondCommands):
         except OSError as e:
             raise VswitchError.from_errno(e.errno or 5, f"write {self.db_path}") from None
         self.config = cfg
+        self._prune_bond_state(cfg)
 
     def _commit(self, cfg: SwitchConfig, undo: Callable[[], None]) -> None:
         try:
@@ -168,13 +184,16 @@ class Switch(BondCommands):
                 prt.bond.stop()
             self.network.forget_port(prt.cfg.name)
         self.dp.del_bridge(rt.br_id)   # closes every fd of its ports
+        for prt in rt.ports.values():
+            self._release_devices(prt)
         self.network.bridge_down(name)
 
     def _create_local_port(self, rt: BridgeRuntime, br: BridgeConfig, strict: bool) -> None:
         """A subnet bridge's own port, holding the gateway (network.py)."""
+        self.network.bridge_up(br)
         local = self.network.local_port(br)
-        prt = self._create_port(rt, local, strict) if local else None
-        self.network.bridge_up(br, prt)
+        if local:
+            self._create_port(rt, local, strict)
 
     def _change_network(self, rt: BridgeRuntime, old: BridgeConfig, new: BridgeConfig) -> None:
         """Live change of a bridge's subnet or gateway: its own port made
@@ -220,7 +239,58 @@ class Switch(BondCommands):
             prt.bond.stop()
         self.network.forget_port(name)
         self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
+        self._release_devices(prt)
         return prt
+
+    def _create_port_from(self, bridge: str, br: BridgeConfig, name: str,
+                          strict: bool) -> PortRuntime:
+        """A port built from its whole configuration: its devices, and the
+        static FDB entries that point at it (the engine forgets a port's
+        entries with the port)."""
+        rt = self.bridges[bridge]
+        prt = self._create_port(rt, br.ports[name], strict)
+        for s in br.static_macs:
+            if s.port == name:
+                self._apply_static(bridge, s)
+        return prt
+
+    def _detach_devices(self, prt: PortRuntime) -> None:
+        """Close a plain port's device(s), keeping the engine port (and so
+        its VLAN settings, static entries and whatever else is keyed by its
+        id) for a new device."""
+        for iface in prt.ifaces:
+            self.dp.del_iface(iface)
+        self._release_devices(prt)
+        prt.ifaces, prt.attachment = [], None
+
+    def _release_devices(self, prt: PortRuntime) -> None:
+        """Devices the engine let go of: undo what the switch changed on
+        interfaces it does not own (see PortFactory.release)."""
+        atts = list(prt.member_atts.values())
+        if prt.attachment is not None:
+            atts.append(prt.attachment)
+        for att in atts:
+            self.factory.release(att)
+            self._forget_brought_up(att.device)
+        prt.member_atts.clear()
+
+    def _reattach(self, prt: PortRuntime, strict: bool) -> None:
+        """Build a plain port's device again (its namespace or interface went
+        away), as configured.  strict: a failure is raised; otherwise it is
+        shown on the port."""
+        self._detach_devices(prt)
+        try:
+            self._attach(prt)
+        except VswitchError as e:
+            prt.error = e.message
+            if strict:
+                raise
+            log.warning("port %s: %s", prt.cfg.name, e.message)
+            return
+        bridge = next((n for n, rt in self.bridges.items()
+                       if rt.ports.get(prt.cfg.name) is prt), None)
+        if bridge is not None:
+            self.network.sync_port(bridge, prt)   # a new namespace: its default route
 
     def _apply_live(self, rt: BridgeRuntime, name: str, cfg: PortConfig) -> None:
         """Settings a port can change without being recreated: VLAN, bond
@@ -229,9 +299,7 @@ class Switch(BondCommands):
         old = prt.cfg
         if old.ip != cfg.ip and prt.attachment is not None:
             att = prt.attachment
-            links.change_addresses(att.device, att.netns,
-                                   add=tuple(a for a in cfg.ip if a not in old.ip),
-                                   remove=tuple(a for a in old.ip if a not in cfg.ip))
+            links.change_addresses(att.device, att.netns, old=old.ip, new=cfg.ip)
         self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
         prt.cfg = cfg
         if prt.bond:
@@ -240,7 +308,11 @@ class Switch(BondCommands):
             self.network.sync_port(rt.name, prt)
 
     def stop(self) -> None:
-        """Close every device and remove the namespaces we created."""
+        """Close every device and remove the namespaces we created.  System
+        interfaces the switch brought up stay up (the record of it stays in
+        the runtime state): a restart must not flap the links of a bond or
+        of its neighbours; they go down when the configuration lets go of
+        them."""
         for rt in self.bridges.values():
             for prt in rt.ports.values():
                 if prt.bond:
@@ -367,8 +439,13 @@ class Switch(BondCommands):
         if prt.cfg.type == "bond":
             self._attach_bond(prt, strict)
             return
-        att = self.factory.create(prt.cfg)
-        iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
+        att = self._note_brought_up(self.factory.create(prt.cfg))
+        try:
+            iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
+        except BaseException:
+            self.factory.release(att)
+            self._forget_brought_up(att.device)
+            raise
         prt.ifaces = [iface]
         prt.attachment = att
         prt.error = None
@@ -389,9 +466,9 @@ class Switch(BondCommands):
                 raise exists(f"port {name} already exists on bridge {other_br.name}")
             if not may_exist:
                 raise exists(f"port {name} already exists on bridge {bridge}")
-            if existing != cfg and settings:
-                raise exists(f"port {name} already exists on bridge {bridge} with other "
-                             "settings (del-port it first, or use set port)")
+            # ovs-vsctl --may-exist: the port is there, so nothing changes,
+            # whatever else the command says -- except that a port whose
+            # device vanished is built again as configured.
             self._revive(bridge, name)
             return
         new_br = replace(br, ports={**br.ports, name: cfg})
@@ -433,25 +510,24 @@ class Switch(BondCommands):
         except BaseException:
             self.network.apply(self.config, strict=False)
             raise
-        prt = self._remove_port(self.bridges[br.name], name)
-        if prt.bond:
-            self._forget_bond_state(name)
+        self._remove_port(self.bridges[br.name], name)
         self._release_netns(cfg, new_cfg)
 
-    def _revive(self, bridge: str, name: str) -> None:
+    def _revive(self, bridge: str, name: str) -> bool:
         """Re-adding a port whose device is gone (its namespace was deleted,
-        say) builds it again, as it is configured."""
-        rt = self.bridges[bridge]
-        prt = rt.ports[name]
-        if self.port_state(prt)[0] == "up" or prt.bond:
-            return
-        self._remove_port(rt, name)
-        try:
-            self._create_port(rt, prt.cfg, strict=True)
-        except BaseException:
-            self._create_port(rt, prt.cfg, strict=False)  # as it was: configured, down
-            raise
-        log.info("port %s re-created", name)
+        say) builds the device again, as it is configured; the engine port
+        stays, with everything attached to it.  True if it did."""
+        prt = self.bridges[bridge].ports[name]
+        if prt.bond or not self.device_broken(prt):
+            return False
+        self._reattach(prt, strict=True)
+        log.info("port %s: device built again", name)
+        return True
+
+    def device_broken(self, prt: PortRuntime) -> bool:
+        """A plain port whose device could not be made or has vanished."""
+        return prt.bond is None and (prt.error is not None or not prt.ifaces
+                                     or any(self.dp.iface_failed(i) for i in prt.ifaces))
 
     LIVE_PORT_KEYS = ("external_ids", "ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
@@ -649,6 +725,9 @@ class Switch(BondCommands):
             return "down", "not attached"
         if any(self.dp.iface_failed(i) for i in prt.ifaces):
             return "down", "device gone (its namespace or interface was deleted)"
+        att = prt.attachment
+        if att is not None and links.admin_up(att.index, att.netns) is False:
+            return "down", "interface administratively down"
         return "up", None
 
     def port_stats(self, bridge: str | None) -> list[dict[str, Any]]:

@@ -118,7 +118,7 @@ def test_errors_change_nothing(lab):
     fails(lab, "add-port", br, "h9", "colour=red", needle="unknown key 'colour'")
     fails(lab, "add-port", br, "h9", "--netns", PREFIX + "h1", needle="already used by port 'h1'")
     fails(lab, "add-port", br, "h9", "--netns", PREFIX + "h1", "--ifname", "lo",
-          needle="already has an interface lo")
+          needle="lo is the namespace's loopback interface")
     fails(lab, "add-port", br, "h9", "tag=4095", needle="out of range")
     fails(lab, "del-port", br, "nope", needle="no port named nope")
     fails(lab, "del-br", name("nobr"), needle="no bridge named")
@@ -179,3 +179,75 @@ def test_control_socket_rejects_garbage_and_keeps_serving(daemon):
     assert replies[0]["error"]["code"] == "E2BIG"
     assert daemon.call("list-br") == []
     assert oct(daemon.sock.stat().st_mode & 0o777) == "0o600"
+
+
+def test_values_the_kernel_would_refuse_are_refused_first(lab):
+    """Issue 14 (5, 6): each was accepted, then failed in the kernel under a
+    temporary device name -- or, for 0.0.0.0/0, was stored and never applied."""
+    br, h9 = lab.br, PREFIX + "h9"
+    fails(lab, "add-port", br, "h9", "--netns", h9, "--ip", "10.0.0.9/24",
+          "--ip", "10.0.0.9/24", needle="address 10.0.0.9 is listed twice")
+    fails(lab, "add-port", br, "h9", "--netns", h9, "--ip", "::/0",
+          needle="the unspecified address")
+    fails(lab, "add-port", br, "h9", "--netns", h9, "--ip", "0.0.0.0/0",
+          needle="the unspecified address")
+    fails(lab, "add-port", br, "h9", "--netns", h9, "--ip", "224.0.0.5/24",
+          needle="a multicast address")
+    fails(lab, "add-port", br, "h9", "--netns", h9, "--ip", "127.0.0.2/8",
+          needle="a loopback address")
+    fails(lab, "add-port", br, "lo", "type=system", needle="lo is the loopback interface")
+    fails(lab, "add-port", br, "h9", "--netns", h9, "mtu=65535", needle="out of range 68..65521")
+    fails(lab, "set", "port", "h1", "ip=0.0.0.0/0", needle="the unspecified address")
+    fails(lab, "set", "port", "h1", "tag", needle="expected KEY=VALUE, got 'tag'")
+    # the largest MTU a TAP takes is accepted and applied
+    lab.ctl("add-port", br, "h9", "--netns", h9, "mtu=65521")
+    assert lab.port("h9")["device_mtu"] == 65521 and lab.port("h9")["state"] == "up"
+
+
+def test_kernel_refusals_name_the_port_and_setting(lab):
+    """What only the kernel can refuse is reported with the port and the
+    setting, never a temporary device name: here an IPv6 address in a
+    namespace of the user's own where IPv6 is off."""
+    from ..helpers import ns, sh
+    h9 = PREFIX + "h9"
+    sh("ip", "netns", "add", h9)
+    try:
+        ns(h9, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1")
+        r = lab.ctl("add-port", lab.br, "h9", "--netns", h9, "--ip", "fd00::9/64",
+                    check=False)
+        assert r.returncode == 1, r
+        assert r.stderr.startswith("vswitchctl: port h9: add ip fd00::9/64: "), r.stderr
+        assert "vst" not in r.stderr
+        assert "h9" not in lab.ctl("list-ports", lab.br).stdout
+        assert "eth0" not in ns(h9, "ip", "-o", "link").stdout
+    finally:
+        sh("ip", "netns", "del", h9, check=False)
+
+
+def test_set_port_takes_several_addresses(lab):
+    """Issue 14 (11): as add-port --ip A --ip B can."""
+    from ..helpers import ns
+    lab.ctl("set", "port", "h3", "ip=10.0.0.33/24,10.0.0.34/24")
+    assert lab.port("h3")["ip"] == ["10.0.0.33/24", "10.0.0.34/24"]
+    lab.ctl("set", "port", "h3", "ip=10.0.0.35/24", "ip=10.0.0.36/24")
+    assert lab.port("h3")["ip"] == ["10.0.0.35/24", "10.0.0.36/24"]
+    addrs = ns(PREFIX + "h3", "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+    assert "10.0.0.35/24" in addrs and "10.0.0.36/24" in addrs and "10.0.0.33" not in addrs
+    # removing the primary address takes the kernel's secondaries with it:
+    # the one that stays is put back
+    lab.ctl("set", "port", "h3", "ip=10.0.0.36/24")
+    addrs = ns(PREFIX + "h3", "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+    assert "10.0.0.36/24" in addrs and "10.0.0.35" not in addrs
+    usage = lab.ctl("--help").stdout
+    assert "ip (ip=A,B or ip=A ip=B)" in usage and "[offload=false]" in usage
+
+
+def test_trunk_ranges_stay_ranges(lab):
+    """Issue 14 (13): trunks=0-4094 was kept as a list of 4095 numbers."""
+    lab.ctl("add-port", lab.br, "h9", "--netns", PREFIX + "h9", "trunks=0-4094")
+    assert lab.port("h9")["trunks"] == "0-4094"
+    assert len(lab.ctl("show", "--json").stdout) < 8000
+    assert '"trunks": "0-4094"' in lab.db.read_text()
+    assert "trunks: 0-4094" in lab.ctl("show").stdout
+    lab.restart()
+    assert lab.port("h9")["trunks"] == "0-4094"

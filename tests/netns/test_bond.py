@@ -194,3 +194,34 @@ def test_miimon_detects_a_link_going_down(bonded):
     sh("ip", "link", "set", va0, "up")
     assert wait_for(lambda: bond_state(bonded)["members"][0]["enabled"], 2.0)
     assert "miimon every 50 ms" in bonded.ctl("bond/show").stdout
+
+
+def test_manual_choice_outlives_unrelated_changes(bonded):
+    """Issue 14 (7): with bond-primary=va0, a member chosen by hand stays
+    active when an unrelated setting changes; changing the primary, or the
+    primary's link coming back, may move it."""
+    va0, va1 = bonded.va
+    bonded.ctl("set", "port", "bd", f"bond-primary={va0}")
+    assert bond_state(bonded)["active_member"] == va0
+    bonded.ctl("bond/set-active-member", "bd", va1)
+    bonded.ctl("set", "port", "bd", "bond_downdelay=77")
+    assert bond_state(bonded)["active_member"] == va1
+    assert "failover" not in bonded.log_text().split("bond_downdelay")[-1]
+    bonded.ctl("set", "port", "bd", f"bond-primary={va1}")
+    bonded.ctl("set", "port", "bd", f"bond-primary={va0}")   # a change of primary
+    assert bond_state(bonded)["active_member"] == va0
+
+
+def test_a_new_bond_does_not_inherit_a_deleted_ones_state(bonded):
+    """Issue 14 (8): <db>.state.json kept the active member of deleted bonds."""
+    va0, va1 = bonded.va
+    state_file = bonded.dir / "conf.state.json"
+    bonded.ctl("bond/set-active-member", "bd", va1)
+    assert json.loads(state_file.read_text())["bonds"]["bd"]["active"] == va1
+    bonded.ctl("del-port", "bd")
+    assert "bd" not in json.loads(state_file.read_text())["bonds"]
+    bonded.ctl("add-bond", PREFIX + "bra", "bd", va0, va1)
+    assert bond_state(bonded)["active_member"] == va0
+    bonded.ctl("bond/set-active-member", "bd", va1)
+    bonded.ctl("del-br", PREFIX + "bra")
+    assert json.loads(state_file.read_text())["bonds"] == {}

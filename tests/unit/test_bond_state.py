@@ -179,3 +179,27 @@ def test_rebalance_moves_load_from_busy_to_idle_members():
         assert b.rebalance(loads) == 0    # balanced: nothing more to do
         b.stop()
     run(body())
+
+
+def test_manual_choice_stays_until_a_link_event_or_a_new_primary():
+    """Issue 14 (7)."""
+    from dataclasses import replace
+
+    async def body():
+        b, dp, changes = make(asyncio.get_running_loop(), bond_primary="m2")
+        b.start(None)
+        b.set_active_member("m0")
+        b.reconfigure(replace(b.cfg, bond_downdelay=77))
+        assert b.active == "m0" and changes[-1] == "m0"
+        b.link_changed("m1", False)              # another member's link: no move
+        assert b.active == "m0"
+        b.link_changed("m2", False)
+        await asyncio.sleep(0.12)                # past the downdelay of 77 ms
+        b.link_changed("m2", True)               # the primary returns: it takes over
+        assert b.active == "m2"
+        b.link_changed("m1", True)
+        await asyncio.sleep(0.01)
+        b.set_active_member("m1")
+        b.reconfigure(replace(b.cfg, bond_primary="m0"))   # a new primary takes over
+        assert b.active == "m0"
+    run(body())

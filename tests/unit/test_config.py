@@ -147,3 +147,14 @@ def test_duplicate_names_in_a_file(tmp_path):
     assert e.line == 8
     e = error_of(tmp_path, GOOD + 'ip = "10.0.0.9/24"\n')
     assert e.line == 7 and "ip" in e.message
+
+
+def test_error_at_the_end_of_the_document_names_the_last_line(tmp_path):
+    """Issue 14 (9): was reported as line 1."""
+    text = GOOD + "\n" * 3 + "garbage = [\n"
+    f = tmp_path / "end.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigFileError) as e:
+        load_config_file(f)
+    assert e.value.line == text.count("\n")
+    assert str(e.value).startswith(f"{f}:{text.count(chr(10))}: ")
