@@ -30,12 +30,13 @@ from typing import Callable
 
 from . import __version__
 from .client import default_sock
-from .config import SwitchConfig
+from .config import ConfigError, SwitchConfig, parse_switch
 from .config_file import ConfigFileError, load_config_file
 from .datapath import Datapath
 from .docker import DEFAULT_PLUGIN_SOCK, start_plugin
 from .docker.http import UnixHttpServer
 from .errors import VswitchError
+from .managed import keep_managed
 from .monitor import LinkMonitor
 from .netns import NamespaceRegistry
 from .server import ControlServer
@@ -168,11 +169,20 @@ def load_startup_config(args: argparse.Namespace, db: Path) -> tuple[SwitchConfi
         cfg = load_config_file(args.config)
         system_id = Switch.read_system_id(db)
         try:
-            Switch.read_db(db)
+            stored = Switch.read_db(db)
         except DamagedDatabase as e:
+            stored = None
             kept = keep_aside(db)
             print(f"vswitchd: {e.message}; kept it as {kept}, starting from {args.config}",
                   file=sys.stderr)
+        # the bridges and ports Docker or a CNI runtime made stay (managed.py)
+        merged = keep_managed(stored, cfg)
+        if merged != cfg:
+            try:
+                cfg = parse_switch(merged.to_json())
+            except ConfigError as e:
+                raise VswitchError("EINVAL", f"{args.config} conflicts with what container "
+                                             f"runtimes made (kept from {db}): {e}") from None
         return cfg, system_id
     try:
         cfg = Switch.read_db(db) or SwitchConfig()

@@ -32,6 +32,7 @@ from .datapath import Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
 from .network import NETWORK_KEYS, Network
+from .managed import keep_managed
 from .ports import Attachment, PortFactory
 from .runtime_state import RuntimeState
 from .store import DamagedFile, read_json, write_json
@@ -529,9 +530,10 @@ class Switch(BondCommands):
         return prt.bond is None and (prt.error is not None or not prt.ifaces
                                      or any(self.dp.iface_failed(i) for i in prt.ifaces))
 
-    LIVE_PORT_KEYS = ("external_ids", "ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
+    LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
-                      "bond_miimon_interval", "bond_rebalance_interval", "publish")
+                      "bond_miimon_interval", "bond_rebalance_interval", "publish",
+                      "external_ids")
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
@@ -706,6 +708,7 @@ class Switch(BondCommands):
             new = load_config_file(path)
         except ConfigFileError as e:
             raise invalid(str(e)) from None
+        new = keep_managed(self.config, new)           # containers' ports are not the file's
         new = self.network.prepare(new, self.config)   # addresses the file leaves open
         changes = apply_config(self, new)
         if file:

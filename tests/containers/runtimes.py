@@ -29,13 +29,15 @@ CNI_BIN = Path("/usr/lib/cni")     # Debian's containernetworking-plugins
 # Entered with the daemon's network namespace and a new mount namespace:
 # a private mount tree, and a sysfs of that network namespace (as
 # `ip netns exec` gives) with the cgroup hierarchies kept (which `ip netns
-# exec` would hide, and which dockerd and runc need).
+# exec` would hide, and which dockerd and runc need); /opt is an empty tmpfs
+# there, so that containerd's /opt/containerd is not made on the host.
 PRIVATE_MOUNTS = """set -e
 mount --make-rprivate /
 mkdir -p "$1/cg"
 mount --rbind /sys/fs/cgroup "$1/cg"
 mount -t sysfs sysfs /sys
 mount --move "$1/cg" /sys/fs/cgroup
+mount -t tmpfs tmpfs /opt     # containerd's "opt" directory: not the host's
 shift
 exec "$@"
 """
@@ -218,6 +220,8 @@ if [ "$1" = ctr ]; then
     mount -t tmpfs tmpfs /opt
     mkdir -p /opt/cni/bin
     mount --bind "$2/cnibin" /opt/cni/bin
+else
+    mount -t tmpfs tmpfs /opt     # containerd's "opt" directory: not the host's
 fi
 shift 2
 exec "$@"

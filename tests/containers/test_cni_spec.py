@@ -204,3 +204,17 @@ def test_proc_pid_netns_survives_a_restart_and_is_never_confused(cni):
     [port] = [p for b in cni.d.show()["bridges"] for p in b["ports"]]
     assert port["state"] == "down" and "is gone" in port["error"]
     assert run_cni("DEL", cni.conf(), netns=path) == (0, None)
+
+
+def test_a_config_file_does_not_take_containers_ports_away(cni, tmp_path):
+    """reload of a file, and a start with --config, keep what CNI made."""
+    rc, res = run_cni("ADD", cni.conf(), netns=cni.netns)
+    assert rc == 0
+    own = tmp_path / "own.toml"
+    own.write_text(f'[bridge."{PREFIX}own"]\n')
+    cni.d.ctl("reload", str(own))
+    cni.d.stop()
+    cni.d.start(own)
+    by_bridge = {b["name"]: [p["name"] for p in b["ports"]] for b in cni.d.show()["bridges"]}
+    assert by_bridge[PREFIX + "own"] == [] and len(by_bridge[cni.br]) == 1
+    assert run_cni("CHECK", cni.conf(prevResult=res), netns=cni.netns) == (0, None)

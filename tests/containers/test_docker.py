@@ -260,3 +260,39 @@ def test_published_port_reaches_busybox_httpd_and_goes_with_the_container(env, n
     assert ports(env) == {}
     rules = host(env, "nft", "list", "table", "inet", "vswitch", check=False).stdout
     assert hostport not in rules
+
+
+def test_internal_network_and_what_cannot_be_published(env, net):
+    name, sn = net
+    internal = PREFIX + "in"
+    env.docker("network", "create", "-d", PLUGIN, "--internal", "--subnet",
+               f"{subnet()}.0/24", internal)
+    try:
+        run(env, internal, "i1")
+        [b] = [b for b in env.vs.show()["bridges"]
+               if b.get("external_ids", {}).get("docker-internal") == "true"]
+        assert b["masquerade"] is False
+        assert "default" not in env.docker("exec", "i1", "ip", "route").stdout
+    finally:
+        env.docker("rm", "-f", "i1", check=False)
+        env.docker("network", "rm", internal, check=False)
+    # -p without a host port: refused with vswitch's reason, nothing left
+    r = env.docker("run", "-d", "--name", "np", "--network", name, "-p", "80", image.IMAGE,
+                   "sleep", "3600", check=False)
+    assert r.returncode != 0 and "needs a host port" in r.stderr, r.stderr
+    env.docker("rm", "-f", "np", check=False)
+    assert ports(env) == {}
+
+
+def test_reload_of_a_file_keeps_dockers_networks(env, net, tmp_path):
+    name, sn = net
+    run(env, name, "r1")
+    run(env, name, "r2")
+    other = tmp_path / "other.toml"
+    other.write_text(f'[bridge."{PREFIX}own"]\n')
+    env.vs.ctl("reload", str(other))
+    names = [b["name"] for b in env.vs.show()["bridges"]]
+    assert PREFIX + "own" in names and len(names) == 2
+    assert len(ports(env)) == 2
+    assert wait_for(lambda: ping(env, "r1", ip_of(env, "r2", name)), 20)
+    env.vs.ctl("del-br", PREFIX + "own")

@@ -11,9 +11,11 @@ which endpoint is which port, is written in the records' external_ids
                               with -o vswitch.bridge that existed is kept)
           docker-gateway      the gateway Docker's IPAM gave (Join answers it)
           docker-tag          -o vswitch.tag: the VLAN of the network's ports
+          docker-internal     "true" for --internal (no masquerade, no gateway route)
   port    docker-network-id, docker-endpoint-id
           docker-address      the address Docker's IPAM gave the endpoint
           docker-sandbox      the container's namespace, once joined
+          docker-publish      -p bindings waiting for the port to reach the container
 
 An endpoint's port is a TAP named vp<endpoint id> in the daemon's namespace
 from CreateEndpoint on.  Join hands its name to Docker (SrcName, DstPrefix
@@ -222,7 +224,9 @@ class DockerDriver:
                 settings["gateway"] = str(gw.ip)
                 ext["docker-gateway"] = str(gw.ip)
         if options.get("com.docker.network.internal") is True:
+            # --internal: no way out, and (as Docker's bridge does) no default route
             settings["masquerade"] = False
+            ext["docker-internal"] = "true"
         if tag is not None:
             ext["docker-tag"] = str(tag)
         existing = self.sw.config.bridges.get(bridge)
@@ -254,7 +258,7 @@ class DockerDriver:
             if dict(p.external_ids).get("docker-network-id") == nid:
                 self.sw.del_port(bridge, pname, if_exists=True)
         self.sw.set_bridge(bridge, {f"external_ids:{k}": "" for k in (
-            "docker-network-id", "docker-gateway", "docker-tag")})
+            "docker-network-id", "docker-gateway", "docker-tag", "docker-internal")})
         return {}
 
     # --- endpoints ----------------------------------------------------------------------
@@ -327,9 +331,9 @@ class DockerDriver:
         self.sw.add_port(bridge, port, {}, may_exist=True)
         self.sw.set_port(port, {"external_ids:docker-sandbox": sandbox})
         resp: dict[str, Any] = {"InterfaceName": {"SrcName": port, "DstPrefix": DST_PREFIX}}
-        gw = dict(self.sw.config.bridges[bridge].external_ids).get("docker-gateway")
-        if gw:
-            resp["Gateway"] = gw
+        br_ids = dict(self.sw.config.bridges[bridge].external_ids)
+        if br_ids.get("docker-gateway") and br_ids.get("docker-internal") != "true":
+            resp["Gateway"] = br_ids["docker-gateway"]
         if self.loop is not None:
             deadline = time.monotonic() + SETTLE_SECONDS
             self.loop.call_later(0.05, self._settle_later, eid, deadline)
