@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
+import sys
 
 import pytest
 
 from ..helpers import PREFIX, ping_eventually, sh, wait_for
 from . import image
+from .test_docker import HTTP_GET
 from .runtimes import PrivateContainerd, PrivatePodman
 
 pytestmark = pytest.mark.netns
@@ -72,12 +73,24 @@ def test_podman_containers_on_a_vswitch_bridge(podman, bridge):
             assert wait_for(lambda: podman.podman(
                 "exec", "p1", "ping", "-c1", "-W2", target, check=False).returncode == 0, 20)
         assert ping_eventually(PREFIX + "peer", addrs[p2])
+        # podman run -p: the portMappings capability, published by vswitch
+        hostport = str(random.randint(30000, 39999))
+        podman.podman("run", "-d", "--name", "p3", "--network", net, "-p", f"{hostport}:80",
+                      image.IMAGE, "httpd", "-f", "-p", "80", "-h", "/www")
+        [p3] = [p for p in container_ports(d) if p.get("publish")]
+        assert p3["publish"] == [f"{hostport}:80/tcp"]
+        assert wait_for(lambda: sh("ip", "netns", "exec", d.netns, sys.executable, "-c",
+                                   HTTP_GET, f"http://{sn}.1:{hostport}/",
+                                   check=False).stdout == "hello from vswitch\n", 20)
+        podman.podman("rm", "-f", "-t", "0", "p3")
+        assert hostport not in sh("ip", "netns", "exec", d.netns, "nft", "list",
+                                  "ruleset").stdout
         podman.podman("rm", "-f", "-t", "0", "p1")
         assert [p["external_ids"]["cni-container-id"] for p in container_ports(d)] == [p2]
         podman.podman("rm", "-f", "-t", "0", "p2")
         assert container_ports(d) == []
     finally:
-        podman.podman("rm", "-f", "-t", "0", "p1", "p2", check=False)
+        podman.podman("rm", "-f", "-t", "0", "p1", "p2", "p3", check=False)
 
 
 @pytest.fixture(scope="module")

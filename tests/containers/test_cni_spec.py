@@ -218,3 +218,20 @@ def test_a_config_file_does_not_take_containers_ports_away(cni, tmp_path):
     by_bridge = {b["name"]: [p["name"] for p in b["ports"]] for b in cni.d.show()["bridges"]}
     assert by_bridge[PREFIX + "own"] == [] and len(by_bridge[cni.br]) == 1
     assert run_cni("CHECK", cni.conf(prevResult=res), netns=cni.netns) == (0, None)
+
+
+def test_without_ipam_the_bridge_hands_out_the_address(cni):
+    sn = f"10.{random.randint(224, 250)}.{random.randint(0, 255)}"
+    br = PREFIX + "sb"
+    cni.d.ctl("add-br", br, f"subnet={sn}.0/24")
+    conf = cni.conf(bridge=br)
+    del conf["ipam"]
+    rc, res = run_cni("ADD", conf, netns=cni.netns)
+    assert rc == 0, res
+    assert res["ips"] == [{"address": f"{sn}.2/24", "interface": 0, "gateway": f"{sn}.1"}]
+    assert res["routes"] == [{"dst": "0.0.0.0/0", "gw": f"{sn}.1"}]
+    assert f"default via {sn}.1 dev eth0" in sh("ip", "-n", cni.ctr, "route").stdout
+    assert run_cni("CHECK", dict(conf, prevResult=res), netns=cni.netns) == (0, None)
+    assert run_cni("DEL", conf, netns=cni.netns) == (0, None)
+    [net] = [b for b in cni.d.show()["bridges"] if b["name"] == br]
+    assert [p for p in net["ports"] if not p.get("local")] == []

@@ -166,6 +166,8 @@ def test_rm_and_network_rm_leave_nothing_behind(env):
     links = json.loads(host(env, "ip", "-j", "link", "show").stdout)
     assert [ln["ifname"] for ln in links] == ["lo"]
     assert env.vs.call("list-br") == []
+    # no rule either: the daemons' namespace has an empty ruleset again
+    assert "table" not in host(env, "nft", "list", "ruleset").stdout
 
 
 def test_container_keeps_connectivity_across_kill_9(env, net):
@@ -271,8 +273,10 @@ def test_internal_network_and_what_cannot_be_published(env, net):
         run(env, internal, "i1")
         [b] = [b for b in env.vs.show()["bridges"]
                if b.get("external_ids", {}).get("docker-internal") == "true"]
-        assert b["masquerade"] is False
+        assert "subnet" not in b and not any(p.get("local") for p in b["ports"])
+        assert wait_for(lambda: all(p.get("netns") for p in ports(env).values()), 20)
         assert "default" not in env.docker("exec", "i1", "ip", "route").stdout
+        assert not ping(env, "i1", f"{sn}.1")          # nothing beyond the bridge
     finally:
         env.docker("rm", "-f", "i1", check=False)
         env.docker("network", "rm", internal, check=False)

@@ -11,7 +11,7 @@ which endpoint is which port, is written in the records' external_ids
                               with -o vswitch.bridge that existed is kept)
           docker-gateway      the gateway Docker's IPAM gave (Join answers it)
           docker-tag          -o vswitch.tag: the VLAN of the network's ports
-          docker-internal     "true" for --internal (no masquerade, no gateway route)
+          docker-internal     "true" for --internal (a layer-2 bridge: no gateway)
   port    docker-network-id, docker-endpoint-id
           docker-address      the address Docker's IPAM gave the endpoint
           docker-sandbox      the container's namespace, once joined
@@ -224,8 +224,10 @@ class DockerDriver:
                 settings["gateway"] = str(gw.ip)
                 ext["docker-gateway"] = str(gw.ip)
         if options.get("com.docker.network.internal") is True:
-            # --internal: no way out, and (as Docker's bridge does) no default route
-            settings["masquerade"] = False
+            # --internal: the containers reach each other and nothing else, so
+            # the bridge stays a plain layer-2 one (no gateway port, no route
+            # out, no NAT); Docker still addresses the containers.
+            settings = {}
             ext["docker-internal"] = "true"
         if tag is not None:
             ext["docker-tag"] = str(tag)
