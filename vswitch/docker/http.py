@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import VswitchError
+from ..server import listen_private
 
 log = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024
@@ -83,13 +83,7 @@ class UnixHttpServer:
             finally:
                 probe.close()
             self.path.unlink(missing_ok=True)
-        old = os.umask(0o177)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve_client, path=str(self.path), limit=MAX_HEAD)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
+        self._server = await listen_private(self.path, self._serve_client, MAX_HEAD)
 
     async def close(self) -> None:
         if self._server:
