@@ -69,6 +69,22 @@ def make_host(tag: str = "") -> Host:
     return Host(host, out, f"{link}.1", f"{link}.2")
 
 
+def enable_ipv6(h: Host, prefix: str) -> tuple[str, str]:
+    """IPv6 on the host and the outside (make_host turns it off), with
+    PREFIX::1 and PREFIX::2 on their link; returns those two addresses."""
+    for n in (h.netns, h.outside):
+        for scope in ("all", "default"):
+            ns(n, "sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=0")
+    a, b = f"{prefix}::1", f"{prefix}::2"
+    up_host = json.loads(sh("ip", "-n", h.netns, "-j", "link", "show", "type", "veth").stdout)
+    up_out = json.loads(sh("ip", "-n", h.outside, "-j", "link", "show", "type", "veth").stdout)
+    ns(h.netns, "sysctl", "-qw", f"net.ipv6.conf.{up_host[0]['ifname']}.disable_ipv6=0")
+    ns(h.outside, "sysctl", "-qw", f"net.ipv6.conf.{up_out[0]['ifname']}.disable_ipv6=0")
+    sh("ip", "-n", h.netns, "addr", "add", f"{a}/64", "dev", up_host[0]["ifname"], "nodad")
+    sh("ip", "-n", h.outside, "addr", "add", f"{b}/64", "dev", up_out[0]["ifname"], "nodad")
+    return a, b
+
+
 def remove_host(h: Host) -> None:
     for n in (h.netns, h.outside):
         sh("ip", "netns", "del", n, check=False)
@@ -87,12 +103,14 @@ class HostDaemon(Daemon):
         return self.host.nsenter + env + super().argv(config)
 
 
-def root_state() -> tuple[bool, str]:
+def root_state() -> tuple[bool, str, str]:
     """What the tests must never change in the machine's own namespace:
     whether it has a table of ours, and its ip_forward."""
     tables = sh("nft", "list", "tables").stdout if _has_nft() else ""
+    v6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
     return ("inet vswitch" in tables,
-            Path("/proc/sys/net/ipv4/ip_forward").read_text().strip())
+            Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
+            v6.read_text().strip() if v6.exists() else "no IPv6")
 
 
 def _has_nft() -> bool:
@@ -117,6 +135,9 @@ print("ready", flush=True)
 while True:
     c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()
 """
+
+WHOAMI6 = WHOAMI.replace("socket.socket()", "socket.socket(socket.AF_INET6)").replace(
+    '("0.0.0.0", int(sys.argv[1]))', '("::", int(sys.argv[1]))')
 
 TCP_ASK = """
 import socket, sys

@@ -191,15 +191,20 @@ def check_vlan(value: Any, path: Path, what: str = "VLAN") -> int:
     return check_int(value, path, what, 1, 4094)
 
 
+def list_items(value: Any, path: Path, message: str) -> list[Any]:
+    """A list's items, or those of a comma-separated string ("10,20");
+    anything else is ConfigError(path, message)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(path, message)
+
+
 def parse_trunks(value: Any, path: Path) -> tuple[int, ...]:
     """Accepts [10, 20], "10,20,30-40" or [] (all VLANs)."""
-    items: list[Any]
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(path, "trunks must be a list of VLANs or a string like '10,20,30-40'")
+    items = list_items(value, path,
+                       "trunks must be a list of VLANs or a string like '10,20,30-40'")
     vids: set[int] = set()
     for item in items:
         if isinstance(item, str) and "," in item:
@@ -345,6 +350,8 @@ class BridgeConfig:
     subnet: str | None = None
     gateway: str | None = None
     masquerade: bool | None = None
+    subnet6: str | None = None        # IPv6: addresses and routes, no NAT
+    gateway6: str | None = None
     external_ids: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -356,6 +363,23 @@ class BridgeConfig:
         return ipaddress.IPv4Network(self.subnet).network_address + 1
 
     @property
+    def has_network(self) -> bool:
+        """A subnet of either family: the bridge has its own port."""
+        return bool(self.subnet or self.subnet6)
+
+    def network(self, version: int) -> "ipaddress.IPv4Network | ipaddress.IPv6Network | None":
+        text = self.subnet if version == 4 else self.subnet6
+        return ipaddress.ip_network(text) if text else None
+
+    def gateway_of(self, version: int) -> "ipaddress.IPv4Address | ipaddress.IPv6Address | None":
+        """The gateway of that family (default: the subnet's first host)."""
+        net = self.network(version)
+        if net is None:
+            return None
+        given = self.gateway if version == 4 else self.gateway6
+        return ipaddress.ip_address(given) if given else net.network_address + 1
+
+    @property
     def masquerading(self) -> bool:
         return bool(self.subnet) and self.masquerade is not False
 
@@ -365,7 +389,7 @@ class BridgeConfig:
                                "port": {n: p.to_json() for n, p in self.ports.items()}}
         if self.static_macs:
             out["fdb"] = [s.to_json() for s in self.static_macs]
-        for key in ("subnet", "gateway", "masquerade"):
+        for key in ("subnet", "gateway", "masquerade", "subnet6", "gateway6"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.external_ids:
@@ -420,7 +444,7 @@ def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
         out[k.replace("-", "_") if k != "external_ids" else k] = v
     return out
 BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "subnet", "gateway",
-               "masquerade", "external_ids")
+               "masquerade", "subnet6", "gateway6", "external_ids")
 
 
 def _table(value: Any, path: Path, what: str) -> Mapping[str, Any]:
@@ -437,8 +461,9 @@ def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: Path)
 
 
 def parse_port(name: str, data: Mapping[str, Any], path: Path,
-               subnet: str | None = None) -> PortConfig:
-    """subnet: the bridge's, if it has one (a bare --ip gets its prefix)."""
+               subnet: str | None = None, subnet6: str | None = None) -> PortConfig:
+    """subnet, subnet6: the bridge's, if it has them (a bare --ip gets the
+    prefix length of its family's)."""
     from .netconfig import parse_publish, with_subnet_prefix
     check_name(name, path, "port name")
     data = normalize_keys(_table(data, path, "a port"))
@@ -456,7 +481,8 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path,
         if ifname == "lo":
             raise ConfigError(path + ("ifname",), "lo is the namespace's loopback "
                                                   "interface; choose another ifname")
-    ips = parse_addresses(with_subnet_prefix(data.get("ip", ()), subnet), path + ("ip",))
+    ips = parse_addresses(with_subnet_prefix(data.get("ip", ()), subnet, subnet6),
+                          path + ("ip",))
     mac = data.get("mac")
     if mac is not None:
         mac = check_mac(mac, path + ("mac",))
@@ -583,7 +609,8 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
     size = check_int(data.get("mac_table_size", DEFAULT_MAC_TABLE_SIZE),
                      path + ("mac_table_size",), "mac_table_size", *MAC_TABLE_SIZE_RANGE)
     ports_raw = _table(data.get("port", {}), path + ("port",), "port")
-    ports = {pname: parse_port(pname, pdata, path + ("port", pname), network["subnet"])
+    ports = {pname: parse_port(pname, pdata, path + ("port", pname), network["subnet"],
+                               network["subnet6"])
              for pname, pdata in ports_raw.items()}
     fdb_raw = data.get("fdb", [])
     if not isinstance(fdb_raw, list):

@@ -24,12 +24,12 @@ usage: vswitchctl [--sock PATH] [--json] COMMAND [ARGS]
 
 Bridges:
   add-br BR [--may-exist] [mac_aging=S] [mac_table_size=N]
-         [subnet=CIDR] [gateway=IP] [masquerade=true|false]
+         [subnet=CIDR] [gateway=IP] [masquerade=true|false] [subnet6=CIDR6] [gateway6=IP6]
   del-br BR [--if-exists]
   list-br
   br-exists BR                       exit status 2 if BR does not exist
-  set bridge BR KEY=VALUE...         mac_aging, mac_table_size, subnet, gateway,
-                                     masquerade, external_ids:K (KEY= clears it)
+  set bridge BR KEY=VALUE...         mac_aging, mac_table_size, subnet, gateway, subnet6,
+                                     gateway6, masquerade, external_ids:K (KEY= clears it)
   set port PORT KEY=VALUE...         ip (ip=A,B or ip=A ip=B), publish, tag, trunks,
                                      vlan_mode, external_ids:K (KEY= clears it)
 Ports:

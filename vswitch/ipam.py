@@ -13,65 +13,79 @@ gateway, every port's address); this module only does the arithmetic.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Iterable, Union
 
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
-# /8 is the widest subnet accepted (10.0.0.0/8); /30 the narrowest that
-# holds a gateway and one port.
-PREFIX_RANGE = (8, 30)
+# IPv4: /8 is the widest subnet accepted (10.0.0.0/8), /30 the narrowest
+# that holds a gateway and one port.  IPv6: a /64 (what SLAAC and everyone
+# else expects of a LAN) or narrower.
+PREFIX_RANGE = {4: (8, 30), 6: (64, 120)}
+EXAMPLE = {4: "10.1.0.0/24", 6: "fd00:1::/64"}
+RESERVED = {
+    4: (("127.0.0.0/8", "loopback"), ("0.0.0.0/8", "'this network'"),
+        ("224.0.0.0/3", "multicast or reserved"), ("169.254.0.0/16", "link-local")),
+    6: (("::/8", "reserved"), ("fe80::/10", "link-local"), ("ff00::/8", "multicast")),
+}
 
 
 class AddressError(ValueError):
     """A problem with an address or subnet, as one sentence."""
 
 
-def parse_subnet(text: str) -> IPv4Network:
-    """'10.1.0.0/24' -> the network; refuses host bits, odd ranges, sizes
-    outside PREFIX_RANGE."""
+def parse_subnet(text: str, version: int = 4) -> Network:
+    """'10.1.0.0/24' (or, version 6, 'fd00:1::/64') -> the network;
+    refuses host bits, reserved ranges, sizes outside PREFIX_RANGE."""
+    example = EXAMPLE[version]
     if not isinstance(text, str) or "/" not in text:
-        raise AddressError(f"{text!r} is not a subnet (like 10.1.0.0/24)")
+        raise AddressError(f"{text!r} is not a subnet (like {example})")
     try:
-        net = ipaddress.ip_network(text, strict=False)
+        net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
-        raise AddressError(f"{text!r} is not a subnet (like 10.1.0.0/24)") from None
-    if not isinstance(net, IPv4Network):
-        raise AddressError(f"{text}: subnet must be IPv4 (IPv6 is not supported yet)")
-    if str(net) != text.strip():
+        raise AddressError(f"{text!r} is not a subnet (like {example})") from None
+    if net.version != version:
+        key = "subnet6" if net.version == 6 else "subnet"
+        raise AddressError(f"{text} is an IPv{net.version} subnet; give it as {key}")
+    if net.network_address != ipaddress.ip_interface(text.strip()).ip:
         raise AddressError(f"{text} has host bits set; did you mean {net}?")
-    lo, hi = PREFIX_RANGE
+    lo, hi = PREFIX_RANGE[version]
     if not lo <= net.prefixlen <= hi:
         raise AddressError(f"subnet {net}: prefix length must be {lo}..{hi}")
-    for bad, why in ((ipaddress.ip_network("127.0.0.0/8"), "loopback"),
-                     (ipaddress.ip_network("0.0.0.0/8"), "'this network'"),
-                     (ipaddress.ip_network("224.0.0.0/3"), "multicast or reserved"),
-                     (ipaddress.ip_network("169.254.0.0/16"), "link-local")):
-        if net.overlaps(bad):
+    for bad, why in RESERVED[version]:
+        if net.overlaps(ipaddress.ip_network(bad)):
             raise AddressError(f"subnet {net} is in the {why} range {bad}")
     return net
 
 
-def first_host(net: IPv4Network) -> IPv4Address:
+def first_host(net: Network) -> Address:
     """The default gateway: the subnet's first host address (docker0's
     172.17.0.1)."""
     return net.network_address + 1
 
 
-def is_host(net: IPv4Network, addr: IPv4Address) -> bool:
-    return addr in net and addr not in (net.network_address, net.broadcast_address)
+def is_host(net: Network, addr: Address) -> bool:
+    """An address a port may hold: not the network address (IPv6's
+    subnet-router anycast), not IPv4's broadcast."""
+    if addr.version != net.version or addr not in net or addr == net.network_address:
+        return False
+    return net.version == 6 or addr != net.broadcast_address
 
 
-def parse_address(text: str, net: IPv4Network, what: str) -> IPv4Address:
+def parse_address(text: str, net: Network, what: str) -> Address:
     """A host address of net, given bare ('10.1.0.5') or with the subnet's
     own prefix length ('10.1.0.5/24')."""
     if not isinstance(text, str):
         raise AddressError(f"{what} must be a string")
     addr_s, slash, plen = text.partition("/")
     try:
-        addr = ipaddress.IPv4Address(addr_s.strip())
+        addr = ipaddress.ip_address(addr_s.strip())
     except ValueError:
-        raise AddressError(f"{text!r} is not an IPv4 address") from None
+        raise AddressError(f"{text!r} is not an IPv{net.version} address") from None
+    if addr.version != net.version:
+        raise AddressError(f"{text!r} is not an IPv{net.version} address")
     if addr not in net:
         raise AddressError(f"{addr} is outside the subnet {net}")
     if slash and plen.strip() != str(net.prefixlen):
@@ -82,18 +96,18 @@ def parse_address(text: str, net: IPv4Network, what: str) -> IPv4Address:
     return addr
 
 
-def capacity(net: IPv4Network) -> int:
+def capacity(net: Network) -> int:
     """Host addresses a subnet has for ports (the gateway holds one)."""
-    return net.num_addresses - 3
+    return net.num_addresses - (3 if net.version == 4 else 2)
 
 
-def allocate(net: IPv4Network, taken: Iterable[IPv4Address]) -> IPv4Address:
+def allocate(net: Network, taken: Iterable[Address]) -> Address:
     """The lowest host address of net not in taken."""
-    used = {int(a) for a in taken}
+    used = {int(a) for a in taken if a.version == net.version}
     first = int(net.network_address) + 1
-    last = int(net.broadcast_address) - 1
+    last = int(net.broadcast_address) - (1 if net.version == 4 else 0)
     # Walk the taken addresses in order: the answer is the first gap, so
-    # this costs O(len(taken)) even in a /8.
+    # this costs O(len(taken)) even in a /8 or a /64.
     candidate = first
     for a in sorted(u for u in used if first <= u <= last):
         if a > candidate:
@@ -102,4 +116,4 @@ def allocate(net: IPv4Network, taken: Iterable[IPv4Address]) -> IPv4Address:
     if candidate > last:
         raise AddressError(f"subnet {net} is full ({capacity(net)} addresses for ports, "
                            "all taken)")
-    return IPv4Address(candidate)
+    return net.network_address.__class__(candidate)

@@ -1,6 +1,7 @@
 """The network keys of the configuration (issue 9): a bridge's subnet,
-gateway and masquerade, a port's published ports, and the rules that tie
-ports' addresses to their bridge's subnet.
+gateway and masquerade (and subnet6, gateway6 for IPv6), a port's
+published ports, and the rules that tie ports' addresses to their
+bridge's subnets.
 
 config.py calls in here from its parse_* and check_global functions, so a
 config file, the database and an API request are checked by the same code.
@@ -8,15 +9,17 @@ Everything here is pure; address allocation (assign_addresses) is a pure
 function of the new and the previous configuration too, which is what
 keeps an allocated address the same across restarts and reloads.
 
-Rules, for a bridge with a subnet:
+Rules, for a bridge with a subnet (of either family; subnet is IPv4,
+subnet6 IPv6):
   - its gateway (default: the subnet's first host) belongs to the bridge's
     own internal port, named after the bridge; no port may take that name;
-  - a port has at most one IPv4 address, inside the subnet, never the
-    gateway's, never another port's (a bare address gets the subnet's
-    prefix length);
-  - a `tap` port in a namespace without an IPv4 address is given the next
-    free one (assign_addresses);
-  - published ports need the port to have an address there.
+  - a port has at most one address of that family, inside the subnet,
+    never the gateway's, never another port's (a bare address gets the
+    subnet's prefix length);
+  - a `tap` port in a namespace without an address of that family is
+    given the next free one (assign_addresses);
+  - published ports need the port to have an IPv4 address there (NAT is
+    IPv4's: an IPv6 subnet is routed, its addresses reachable as they are).
 Across bridges: subnets do not overlap, and a host port is published once
 per protocol.
 """
@@ -28,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Collection, Mapping
 
 from . import ipam
-from .ipam import AddressError
+from .ipam import Address, AddressError, Network
 
 if TYPE_CHECKING:
     from .config import BridgeConfig, PortConfig, SwitchConfig
@@ -36,6 +39,10 @@ if TYPE_CHECKING:
 Path = tuple[str, ...]
 PUBLISH_RE = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?$")
 PROTOCOLS = ("tcp", "udp")
+VERSIONS = (4, 6)
+# the configuration keys of each family
+SUBNET_KEY = {4: "subnet", 6: "subnet6"}
+GATEWAY_KEY = {4: "gateway", 6: "gateway6"}
 
 
 def _error(path: Path, message: str) -> Exception:
@@ -46,25 +53,27 @@ def _error(path: Path, message: str) -> Exception:
 # --- values ---------------------------------------------------------------------
 
 def parse_bridge_network(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """subnet, gateway, masquerade of a bridge's data (absent keys: None)."""
+    """subnet, gateway, masquerade, subnet6, gateway6 of a bridge's data
+    (absent keys: None)."""
     from .config import check_bool
-    out: dict[str, Any] = {"subnet": None, "gateway": None, "masquerade": None}
-    subnet = data.get("subnet")
-    net: ipaddress.IPv4Network | None = None
-    if subnet is not None:
-        try:
-            net = ipam.parse_subnet(subnet)
-        except AddressError as e:
-            raise _error(path + ("subnet",), str(e)) from None
-        out["subnet"] = str(net)
-    gateway = data.get("gateway")
-    if gateway is not None:
-        if net is None:
-            raise _error(path + ("gateway",), "a gateway needs a subnet")
-        try:
-            out["gateway"] = str(ipam.parse_address(gateway, net, "gateway"))
-        except AddressError as e:
-            raise _error(path + ("gateway",), str(e)) from None
+    out: dict[str, Any] = {"masquerade": None}
+    for version in VERSIONS:
+        skey, gkey = SUBNET_KEY[version], GATEWAY_KEY[version]
+        out[skey] = out[gkey] = None
+        net: Network | None = None
+        if data.get(skey) is not None:
+            try:
+                net = ipam.parse_subnet(data[skey], version)
+            except AddressError as e:
+                raise _error(path + (skey,), str(e)) from None
+            out[skey] = str(net)
+        if data.get(gkey) is not None:
+            if net is None:
+                raise _error(path + (gkey,), f"a {gkey} needs a {skey}")
+            try:
+                out[gkey] = str(ipam.parse_address(data[gkey], net, gkey))
+            except AddressError as e:
+                raise _error(path + (gkey,), str(e)) from None
     if data.get("masquerade") is not None:
         out["masquerade"] = check_bool(data["masquerade"], path + ("masquerade",),
                                        "masquerade")
@@ -90,13 +99,8 @@ class Published:
 def parse_publish(value: Any, path: Path) -> tuple[str, ...]:
     """["8080:80/tcp", "5353:53/udp"] or "8080:80,5353:53/udp" ->
     normalised "HOSTPORT:PORT/PROTO" strings (tcp when left out)."""
-    items: list[Any]
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise _error(path, "publish must be a list like [\"8080:80/tcp\"]")
+    from .config import list_items
+    items = list_items(value, path, "publish must be a list like [\"8080:80/tcp\"]")
     out: list[str] = []
     seen: dict[tuple[int, str], str] = {}
     for item in items:
@@ -117,41 +121,38 @@ def parse_publish(value: Any, path: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
-def with_subnet_prefix(ips: Any, subnet: str | None) -> Any:
-    """On a subnet bridge a bare IPv4 address (--ip 10.1.0.5, as Docker
-    takes it) means that address with the subnet's prefix length."""
-    if not subnet:
-        return ips
-    plen = subnet.split("/")[1]
+def with_subnet_prefix(ips: Any, subnet: str | None, subnet6: str | None = None) -> Any:
+    """On a subnet bridge a bare address (--ip 10.1.0.5, as Docker takes
+    it) means that address with its family's subnet's prefix length."""
+    plens = {4: subnet.split("/")[1] if subnet else None,
+             6: subnet6.split("/")[1] if subnet6 else None}
 
     def fix(v: Any) -> Any:
         if isinstance(v, str) and "/" not in v:
             try:
-                ipaddress.IPv4Address(v.strip())
+                addr = ipaddress.ip_address(v.strip())
             except ValueError:
                 return v
-            return f"{v.strip()}/{plen}"
+            plen = plens[addr.version]
+            return f"{v.strip()}/{plen}" if plen else v
         return v
     if isinstance(ips, (list, tuple)):
         return [fix(v) for v in ips]
     return fix(ips)
 
 
-# --- ports' addresses in their bridge's subnet ---------------------------------
+# --- ports' addresses in their bridge's subnets --------------------------------
 
-def ipv4_of(port: "PortConfig") -> list[ipaddress.IPv4Interface]:
-    out = []
-    for cidr in port.ip:
-        iface = ipaddress.ip_interface(cidr)
-        if isinstance(iface, ipaddress.IPv4Interface):
-            out.append(iface)
-    return out
+def addresses_of(port: "PortConfig", version: int
+                 ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    return [i for i in (ipaddress.ip_interface(c) for c in port.ip) if i.version == version]
 
 
-def port_address(port: "PortConfig") -> ipaddress.IPv4Address | None:
-    """A port's IPv4 address (on a subnet bridge it has at most one)."""
-    v4 = ipv4_of(port)
-    return v4[0].ip if v4 else None
+def port_address(port: "PortConfig", version: int = 4) -> Address | None:
+    """A port's address of that family (on a subnet bridge it has at most
+    one)."""
+    found = addresses_of(port, version)
+    return found[0].ip if found else None
 
 
 def gets_address(port: "PortConfig") -> bool:
@@ -168,36 +169,39 @@ def check_bridge(br: "BridgeConfig") -> None:
     for port in br.ports.values():
         if port.publish and not br.subnet:
             raise _error(base + ("port", port.name, "publish"),
-                         f"publishing ports needs a subnet on bridge {br.name} "
+                         f"publishing ports needs an IPv4 subnet on bridge {br.name} "
                          f"(vswitchctl set bridge {br.name} subnet=CIDR)")
         if port.publish and port.type in ("system", "bond"):
             raise _error(base + ("port", port.name, "publish"),
                          f"a {port.type} port has no address to publish")
-    if not br.subnet:
+    if not br.has_network:
         return
-    net = ipaddress.IPv4Network(br.subnet)
-    gateway = br.gateway_address
     if br.name in br.ports:
         raise _error(base + ("port", br.name), f"the name {br.name} belongs to the bridge's "
                      "own internal port (it holds the gateway); pick another port name")
-    owner: dict[ipaddress.IPv4Address, str] = {}
+    for version in VERSIONS:
+        net, gateway = br.network(version), br.gateway_of(version)
+        if net is None:
+            continue
+        owner: dict[Address, str] = {}
+        for port in br.ports.values():
+            path = base + ("port", port.name, "ip")
+            found = addresses_of(port, version)
+            if len(found) > 1:
+                raise _error(path, f"a port on bridge {br.name} (subnet {net}) has one "
+                                   f"IPv{version} address, not {len(found)}")
+            for iface in found:
+                try:
+                    addr = ipam.parse_address(str(iface), net, "ip")
+                except AddressError as e:
+                    raise _error(path, str(e)) from None
+                if addr == gateway:
+                    raise _error(path, f"{addr} is the gateway's address (bridge {br.name})")
+                if addr in owner:
+                    raise _error(path, f"{addr} is already port {owner[addr]}'s address")
+                owner[addr] = port.name
     for port in br.ports.values():
-        path = base + ("port", port.name, "ip")
-        v4 = ipv4_of(port)
-        if len(v4) > 1:
-            raise _error(path, f"a port on subnet bridge {br.name} has one IPv4 address, "
-                               f"not {len(v4)}")
-        for iface in v4:
-            try:
-                addr = ipam.parse_address(str(iface), net, "ip")
-            except AddressError as e:
-                raise _error(path, str(e)) from None
-            if addr == gateway:
-                raise _error(path, f"{addr} is the gateway's address (bridge {br.name})")
-            if addr in owner:
-                raise _error(path, f"{addr} is already port {owner[addr]}'s address")
-            owner[addr] = port.name
-        if port.publish and not v4 and not gets_address(port):
+        if port.publish and not addresses_of(port, 4) and not gets_address(port):
             raise _error(base + ("port", port.name, "publish"),
                          f"port {port.name} has no address to publish (give it --ip)")
 
@@ -205,17 +209,19 @@ def check_bridge(br: "BridgeConfig") -> None:
 def check_global(cfg: "SwitchConfig") -> None:
     """Rules across bridges: subnets apart, host ports published once, no
     port named after a subnet bridge (that name is the bridge's local port)."""
-    nets: list[tuple[ipaddress.IPv4Network, str]] = []
+    nets: list[tuple[Network, str]] = []
     for br in cfg.bridges.values():
         check_bridge(br)
-        if br.subnet:
-            net = ipaddress.IPv4Network(br.subnet)
+        for version in VERSIONS:
+            net = br.network(version)
+            if net is None:
+                continue
             for other, name in nets:
                 if net.overlaps(other):
-                    raise _error(("bridge", br.name, "subnet"),
+                    raise _error(("bridge", br.name, SUBNET_KEY[version]),
                                  f"subnet {net} overlaps bridge {name}'s {other}")
             nets.append((net, br.name))
-    local = {b.name for b in cfg.bridges.values() if b.subnet}
+    local = {b.name for b in cfg.bridges.values() if b.has_network}
     published: dict[tuple[int, str], str] = {}
     for br in cfg.bridges.values():
         for port in br.ports.values():
@@ -235,9 +241,9 @@ def check_global(cfg: "SwitchConfig") -> None:
 # --- allocation -------------------------------------------------------------------
 
 def assign_addresses(cfg: "SwitchConfig", previous: "SwitchConfig | None" = None,
-                     extra: Collection[str] = ()) -> "SwitchConfig":
-    """Give every port that gets_address() (and every port named in extra)
-    without an IPv4 address one of its bridge's subnet.
+                     extra: Collection[tuple[str, int]] = ()) -> "SwitchConfig":
+    """Give every port that gets_address() (and every (port, version) in
+    extra) without an address of a subnet's family one of that subnet.
 
     An address the same port held in `previous` (the running or stored
     configuration) is kept when it is still free: so a restart with
@@ -247,86 +253,102 @@ def assign_addresses(cfg: "SwitchConfig", previous: "SwitchConfig | None" = None
     full) naming the port that found no room."""
     from .config import check_global as config_check_global
     bridges = dict(cfg.bridges)
-    for name, br in cfg.bridges.items():
-        if not br.subnet:
-            continue
-        net = ipaddress.IPv4Network(br.subnet)
-        need = [p for p in br.ports.values()
-                if port_address(p) is None and (gets_address(p) or p.name in extra)]
-        if not need:
-            continue
-        taken = {br.gateway_address} | {a for p in br.ports.values()
-                                        if (a := port_address(p)) is not None}
-        chosen: dict[str, ipaddress.IPv4Address] = {}
-        old_br = previous.bridges.get(name) if previous else None
-        for p in need:
-            old = old_br.ports.get(p.name) if old_br else None
-            addr = port_address(old) if old else None
-            if addr is not None and ipam.is_host(net, addr) and addr not in taken:
-                chosen[p.name] = addr
-                taken.add(addr)
-        for p in need:
-            if p.name in chosen:
+    for name in cfg.bridges:
+        for version in VERSIONS:
+            br = bridges[name]
+            net, gateway = br.network(version), br.gateway_of(version)
+            if net is None or gateway is None:
                 continue
-            try:
-                chosen[p.name] = ipam.allocate(net, taken)
-            except AddressError as e:
-                raise _error(("bridge", name, "port", p.name), str(e)) from None
-            taken.add(chosen[p.name])
-        ports = dict(br.ports)
-        for p in need:
-            ports[p.name] = replace(p, ip=(f"{chosen[p.name]}/{net.prefixlen}",) + p.ip)
-        bridges[name] = replace(br, ports=ports)
+            need = [p for p in br.ports.values() if port_address(p, version) is None
+                    and (gets_address(p) or (p.name, version) in extra)]
+            if not need:
+                continue
+            taken: set[Address] = {gateway} | {
+                a for p in br.ports.values() if (a := port_address(p, version)) is not None}
+            chosen: dict[str, Address] = {}
+            old_br = previous.bridges.get(name) if previous else None
+            for p in need:
+                old = old_br.ports.get(p.name) if old_br else None
+                addr = port_address(old, version) if old else None
+                if addr is not None and ipam.is_host(net, addr) and addr not in taken:
+                    chosen[p.name] = addr
+                    taken.add(addr)
+            for p in need:
+                if p.name in chosen:
+                    continue
+                try:
+                    chosen[p.name] = ipam.allocate(net, taken)
+                except AddressError as e:
+                    raise _error(("bridge", name, "port", p.name), str(e)) from None
+                taken.add(chosen[p.name])
+            ports = dict(br.ports)
+            for p in need:
+                ports[p.name] = replace(p, ip=_with_address(p.ip, chosen[p.name], net))
+            bridges[name] = replace(br, ports=ports)
     out = replace(cfg, bridges=bridges)
     config_check_global(out)
     return out
 
 
-def strip_subnet_addresses(br: "BridgeConfig", subnet: str) -> tuple["BridgeConfig", set[str]]:
+def _with_address(ips: tuple[str, ...], addr: Address, net: Network) -> tuple[str, ...]:
+    """IPv4 first, then IPv6, then the rest as they were."""
+    new = f"{addr}/{net.prefixlen}"
+    if addr.version == 4:
+        return (new,) + ips
+    v4 = tuple(c for c in ips if ipaddress.ip_interface(c).version == 4)
+    return v4 + (new,) + tuple(c for c in ips if c not in v4)
+
+
+def strip_subnet_addresses(br: "BridgeConfig", subnet: str, version: int
+                           ) -> tuple["BridgeConfig", set[tuple[str, int]]]:
     """The bridge with every port's address inside `subnet` (the one being
-    replaced) removed, and the names of those ports: they are addressed
-    again in the new subnet (see Network.set_bridge)."""
-    net = ipaddress.IPv4Network(subnet)
+    replaced) removed, and (port, version) for each of those ports: they
+    are addressed again in the new subnet."""
+    net = ipaddress.ip_network(subnet)
     ports = dict(br.ports)
-    moved: set[str] = set()
+    moved: set[tuple[str, int]] = set()
     for p in br.ports.values():
         keep = tuple(c for c in p.ip if ipaddress.ip_interface(c).ip not in net)
         if keep != p.ip:
             ports[p.name] = replace(p, ip=keep)
-            moved.add(p.name)
+            moved.add((p.name, version))
     return replace(br, ports=ports), moved
 
 
 def set_bridge_network(cfg: "SwitchConfig", br: "BridgeConfig",
                        settings: Mapping[str, Any]) -> "SwitchConfig":
-    """`set bridge BR subnet=.. gateway=.. masquerade=..` (an empty value
-    clears) as a whole new configuration, addresses included.
+    """`set bridge BR subnet=.. gateway=.. masquerade=.. subnet6=..
+    gateway6=..` (an empty value clears) as a whole new configuration,
+    addresses included.
 
-    Clearing the subnet clears the gateway too (it belonged to the subnet)
-    and leaves ports their addresses, as plain addresses.  Changing the
+    Clearing a subnet clears its gateway too (it belonged to the subnet)
+    and leaves ports their addresses, as plain addresses.  Changing a
     subnet re-addresses every port that held an address of the old one:
     the same address when the new subnet still has it (a subnet made
     wider), else the next free one; a gateway of the old subnet that the
     new one does not hold goes back to the default."""
     path = ("bridge", br.name)
-    data: dict[str, Any] = {"subnet": br.subnet, "gateway": br.gateway,
-                            "masquerade": br.masquerade}
+    data: dict[str, Any] = {k: getattr(br, k) for k in
+                            ("subnet", "gateway", "masquerade", "subnet6", "gateway6")}
     for key, value in settings.items():
         data[key] = None if value in ("", None) else value
-    if data["subnet"] is None and data["gateway"] is not None:
-        if "gateway" in settings:
-            raise _error(path + ("gateway",), "a gateway needs a subnet")
-        data["gateway"] = None
-    if (data["subnet"] != br.subnet and "gateway" not in settings
-            and data["gateway"] is not None):
-        try:
-            new_net = ipam.parse_subnet(data["subnet"])
-            ipam.parse_address(data["gateway"], new_net, "gateway")
-        except AddressError:
-            data["gateway"] = None
-    net = parse_bridge_network(data, path)
-    new_br = replace(br, **net)
-    moved: set[str] = set()
-    if br.subnet and new_br.subnet and new_br.subnet != br.subnet:
-        new_br, moved = strip_subnet_addresses(new_br, br.subnet)
+    for version in VERSIONS:
+        skey, gkey = SUBNET_KEY[version], GATEWAY_KEY[version]
+        if data[skey] is None and data[gkey] is not None:
+            if gkey in settings:
+                raise _error(path + (gkey,), f"a {gkey} needs a {skey}")
+            data[gkey] = None
+        if data[skey] != getattr(br, skey) and gkey not in settings and data[gkey] is not None:
+            try:
+                new_net = ipam.parse_subnet(data[skey], version)
+                ipam.parse_address(data[gkey], new_net, gkey)
+            except AddressError:
+                data[gkey] = None
+    new_br = replace(br, **parse_bridge_network(data, path))
+    moved: set[tuple[str, int]] = set()
+    for version in VERSIONS:
+        old_subnet, new_subnet = br.network(version), new_br.network(version)
+        if old_subnet is not None and new_subnet is not None and old_subnet != new_subnet:
+            new_br, more = strip_subnet_addresses(new_br, str(old_subnet), version)
+            moved |= more
     return assign_addresses(cfg.with_bridge(new_br), cfg, extra=moved)

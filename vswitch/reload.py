@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .config import PortConfig, StaticMac, SwitchConfig
 from .errors import VswitchError
+from .network import NETWORK_KEYS
 
 if TYPE_CHECKING:
     from .switch import Switch
@@ -89,7 +90,7 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
         for b in common:
             ob, nb = old.bridges[b], new.bridges[b]
             rt = sw.bridges[b]
-            if (ob.subnet, ob.gateway, ob.masquerade) != (nb.subnet, nb.gateway, nb.masquerade):
+            if any(getattr(ob, k) != getattr(nb, k) for k in NETWORK_KEYS):
                 sw._change_network(rt, ob, nb)    # network.py: gateway, addresses, routes
                 undo.append(partial(sw._change_network, rt, nb, ob))
                 changes["bridges_changed"].append(b)

@@ -31,12 +31,18 @@ class DefaultRoute:
     metric: int
 
 
+FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+ANY = {4: "0.0.0.0/0", 6: "::/0"}
+
+
 @netlink_call
-def default_routes(netns: str | None) -> list[DefaultRoute]:
+def default_routes(netns: str | None, version: int = 4) -> list[DefaultRoute]:
     with _ipr(netns, "list default routes") as ipr:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         out = []
-        for msg in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
+        for msg in ipr.get_routes(family=FAMILY[version], table=MAIN_TABLE):
+            if msg["type"] != 1:     # RTN_UNICAST; IPv6 lists unreachable defaults too
+                continue
             if msg["dst_len"] != 0 or msg.get_attr("RTA_DST"):
                 continue
             out.append(DefaultRoute(msg.get_attr("RTA_GATEWAY"),
@@ -46,24 +52,25 @@ def default_routes(netns: str | None) -> list[DefaultRoute]:
 
 
 @netlink_call
-def add_default_route(netns: str, device: str, gateway: str) -> None:
+def add_default_route(netns: str, device: str, gateway: str, version: int = 4) -> None:
     with _ipr(netns, f"add a default route via {gateway} in namespace {netns}") as ipr:
         idx = ipr.link_lookup(ifname=device)
         if not idx:
             raise VswitchError("ENODEV", f"no interface {device} in namespace {netns}")
-        ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx[0], proto=RTPROT_VSWITCH,
-                  table=MAIN_TABLE)
+        ipr.route("add", dst=ANY[version], gateway=gateway, oif=idx[0], proto=RTPROT_VSWITCH,
+                  table=MAIN_TABLE, family=FAMILY[version])
 
 
 @netlink_call
-def del_default_route(netns: str, route: DefaultRoute) -> None:
+def del_default_route(netns: str, route: DefaultRoute, version: int = 4) -> None:
     with _ipr(netns, f"remove the default route via {route.gateway} in {netns}") as ipr:
         idx = ipr.link_lookup(ifname=route.device) if route.device else []
         if not idx:
             return   # gone with its device
         try:
-            ipr.route("del", dst="0.0.0.0/0", gateway=route.gateway, oif=idx[0],
-                      proto=route.proto, table=MAIN_TABLE, priority=route.metric)
+            ipr.route("del", dst=ANY[version], gateway=route.gateway, oif=idx[0],
+                      proto=route.proto, table=MAIN_TABLE, priority=route.metric,
+                      family=FAMILY[version])
         except Exception as e:  # already gone (the kernel removes it with the address)
             if getattr(e, "code", None) != 3:   # ESRCH
                 raise
@@ -74,6 +81,7 @@ def del_default_route(netns: str, route: DefaultRoute) -> None:
 # it: the daemon's.
 
 SYSCTL = Path("/proc/sys/net/ipv4")
+FORWARDING = {4: SYSCTL / "ip_forward", 6: Path("/proc/sys/net/ipv6/conf/all/forwarding")}
 
 
 def _write(path: Path, value: str) -> None:
@@ -83,15 +91,15 @@ def _write(path: Path, value: str) -> None:
         raise VswitchError.from_errno(e.errno or 5, f"write {path}") from None
 
 
-def ip_forward() -> bool:
+def ip_forward(version: int = 4) -> bool:
     try:
-        return (SYSCTL / "ip_forward").read_text().strip() == "1"
+        return FORWARDING[version].read_text().strip() == "1"
     except OSError:
         return False
 
 
-def enable_ip_forward() -> None:
-    _write(SYSCTL / "ip_forward", "1")
+def enable_forwarding(version: int) -> None:
+    _write(FORWARDING[version], "1")
 
 
 def set_route_localnet(device: str) -> None:

@@ -160,7 +160,9 @@ class Switch(BondCommands):
         self._persist(cfg)
         for br in cfg.bridges.values():
             self._build_bridge(br, strict=False)
-        self.network.apply(cfg, strict=False)
+        # A table left by a crash is replaced, or removed when the stored
+        # configuration had networks and this one has none.
+        self.network.start(cfg, previous)
         self.namespaces.release_all_except(self._netns_in_use(cfg))
 
     # --- runtime building blocks (no persistence; callers own the transaction) ---
@@ -200,8 +202,7 @@ class Switch(BondCommands):
         """Live change of a bridge's subnet or gateway: its own port made
         anew, ports' addresses changed in place, default routes following.
         Undone by the same call with old and new swapped."""
-        if (old.subnet, old.gateway_address if old.subnet else None) != \
-                (new.subnet, new.gateway_address if new.subnet else None):
+        if Network.local_port(old) != Network.local_port(new):   # subnets or gateways
             if old.name in rt.ports and old.name not in old.ports:
                 self._remove_port(rt, old.name)
             self.network.bridge_down(new.name)
@@ -384,8 +385,8 @@ class Switch(BondCommands):
                     new = replace(new, external_ids=check_external_ids(ids, path))
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
-                                            "(mac_aging, mac_table_size, subnet, gateway, "
-                                            "masquerade, external_ids)")
+                                            "(mac_aging, mac_table_size, "
+                                            f"{', '.join(NETWORK_KEYS)}, external_ids)")
             except ConfigError as e:
                 raise _cfg_error(e) from None
         new_cfg = self.config.with_bridge(new)
@@ -455,10 +456,13 @@ class Switch(BondCommands):
                  may_exist: bool) -> None:
         br = self._bridge_cfg(bridge)
         try:
-            cfg = parse_port(name, settings, ("bridge", bridge, "port", name), br.subnet)
+            cfg = parse_port(name, settings, ("bridge", bridge, "port", name), br.subnet,
+                             br.subnet6)
         except ConfigError as e:
             raise _cfg_error(e) from None
         if self.network.is_local_port(self.config, name):
+            if may_exist and bridge == name:
+                return     # ovs-vsctl --may-exist add-port br0 br0: it is there
             raise exists(f"port {name} already exists: it is bridge {name}'s own port")
         found = self.config.find_port(name)
         if found:
@@ -573,7 +577,8 @@ class Switch(BondCommands):
             else:
                 merged[key] = value
         try:
-            new = parse_port(name, merged, ("bridge", br.name, "port", name), br.subnet)
+            new = parse_port(name, merged, ("bridge", br.name, "port", name), br.subnet,
+                             br.subnet6)
         except ConfigError as e:
             raise _cfg_error(e) from None
         new_cfg = self.network.prepare(
@@ -758,8 +763,8 @@ class Switch(BondCommands):
             entry["device"] = prt.attachment.device
             entry["device_mac"] = prt.attachment.mac
             entry["device_mtu"] = prt.attachment.mtu
-        if pcfg.name in self.network.routes:
-            entry["default_route"] = self.network.routes[pcfg.name]
+        for version, route in self.network.routes.get(pcfg.name, {}).items():
+            entry["default_route" if version == 4 else "default_route6"] = route
         return entry
 
     def show(self) -> dict[str, Any]:
@@ -767,14 +772,14 @@ class Switch(BondCommands):
         for bname, br in sorted(self.config.bridges.items()):
             rt = self.bridges[bname]
             ports = []
-            local = rt.ports.get(bname) if br.subnet else None
+            local = rt.ports.get(bname) if br.has_network else None
             if local is not None:    # the bridge's own port (network.py)
                 ports.append({**self._port_entry(local), "local": True})
             for pname in sorted(br.ports):
                 ports.append(self._port_entry(rt.ports[pname]))
             entry = {"name": bname, "mac_aging": br.mac_aging,
                      "mac_table_size": br.mac_table_size, "ports": ports}
-            for key in ("subnet", "gateway", "masquerade"):
+            for key in NETWORK_KEYS:
                 if getattr(br, key) is not None:
                     entry[key] = getattr(br, key)
             if br.external_ids:
@@ -790,13 +795,16 @@ class Switch(BondCommands):
         for pname in sorted(br.ports):
             e = self._port_entry(rt.ports[pname])
             ipv4 = [a for a in e.get("ip", ()) if ":" not in a]
+            ipv6 = [a for a in e.get("ip", ()) if ":" in a]
             ports.append({"name": pname, "type": e["type"], "state": e["state"],
                           "netns": e.get("netns"), "ipv4": ipv4[0] if ipv4 else None,
+                          "ipv6": ipv6[0] if ipv6 else None,
                           "ip": e.get("ip", []), "mac": e.get("device_mac"),
                           "publish": e.get("publish", []),
                           "default_route": e.get("default_route"),
+                          "default_route6": e.get("default_route6"),
                           "external_ids": e.get("external_ids", {})})
-        local = rt.ports.get(bridge) if br.subnet else None
+        local = rt.ports.get(bridge) if br.has_network else None
         out = self.network.describe(br, ports)
         if local is not None:
             out["gateway_mac"] = local.attachment.mac if local.attachment else None

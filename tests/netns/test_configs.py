@@ -20,7 +20,7 @@ def test_there_are_configs():
 def needs_host(data: dict) -> bool:
     """A config with a subnet changes the host's firewall and ip_forward:
     its daemon runs in a private host namespace (tests/hostns.py)."""
-    return any("subnet" in br for br in data["bridge"].values())
+    return any("subnet" in br or "subnet6" in br for br in data["bridge"].values())
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -182,3 +182,38 @@ def test_reload_keeps_addresses_the_file_leaves_open(hd, tmp_path):
     assert after["b"] not in (ips["a"], ips["b"])
     assert ipaddress.ip_interface(after["b"]) in ipaddress.ip_network(f"{net}.0/24")
     assert addr_in_netns(b) == [after["b"]]
+
+
+def test_a_rebuilt_port_gets_its_address_and_route_back(hd):
+    """--may-exist on a port whose namespace was deleted builds it again
+    (issue 14's path): the same address, and the default route too."""
+    hd.start()
+    br, net = name("br"), random_net24()
+    hd.ctl("add-br", br, f"subnet={net}.0/24")
+    p = name("p")
+    hd.ctl("add-port", br, "p", "--netns", p)
+    sh("ip", "netns", "del", p)
+    hd.ctl("add-port", br, "p", "--netns", p, "--may-exist")
+    assert addr_in_netns(p) == [f"{net}.2/24"]
+    assert [r["gateway"] for r in default_routes(p)] == [f"{net}.1"]
+    assert net_show(hd, br)["ports"][0]["default_route"] == f"via {net}.1"
+    assert "subnet: " + f"{net}.0/24, gateway: {net}.1, masquerade: true" in hd.ctl("show").stdout
+
+
+def test_reload_of_a_new_subnet_readdresses_live(hd, tmp_path):
+    br, n1, n2 = name("br"), random_net24(), random_net24()
+    while n2 == n1:
+        n2 = random_net24()
+    a = PREFIX + "sa"
+    conf = tmp_path / "net.toml"
+    conf.write_text(f'[bridge.{br}]\nsubnet = "{n1}.0/24"\n[bridge.{br}.port.a]\nnetns = "{a}"\n')
+    hd.start(conf)
+    assert addr_in_netns(a) == [f"{n1}.2/24"]
+    conf.write_text(conf.read_text().replace(n1, n2))
+    r = hd.ctl("reload")
+    assert "bridges changed" in r.stdout and br in r.stdout, r.stdout
+    assert addr_in_netns(a) == [f"{n2}.2/24"]
+    assert [r["gateway"] for r in default_routes(a)] == [f"{n2}.1"]
+    gw = json.loads(hd.host.run("ip", "-j", "-4", "addr", "show", "dev", br).stdout)
+    assert [x["local"] for x in gw[0]["addr_info"]] == [f"{n2}.1"]
+    assert f"{n2}.0/24" in hd.host.ruleset() and f"{n1}.0/24" not in hd.host.ruleset()

@@ -93,3 +93,31 @@ def test_after_kill_9_a_restart_rebuilds_the_table_from_the_configuration(hd):
     hd.start()
     assert vswitch_rules(hd) == expected
     assert strip_counters(hd.host.ruleset()) == listing
+
+
+def test_a_daemon_without_networks_never_touches_nft(hd):
+    """Two daemons may share a namespace (tests do): one with no subnet
+    leaves the table alone -- here a table of that name someone else owns."""
+    hd.host.run("nft", "add", "table", "inet", "vswitch")
+    hd.host.run("nft", "add", "chain", "inet", "vswitch", "theirs")
+    before = hd.host.ruleset()
+    hd.start()
+    hd.ctl("add-br", name("l2"))
+    hd.ctl("add-port", name("l2"), "p", "--netns", name("p"))
+    hd.stop()
+    assert hd.host.ruleset() == before
+
+
+def test_a_stale_table_goes_when_the_new_configuration_has_no_network(hd, tmp_path):
+    hd.start()
+    hd.ctl("add-br", name("br"), f"subnet={random_net24()}.0/24")
+    pid = hd.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10)
+    hd.pid = None
+    assert "inet vswitch" in hd.host.ruleset()           # left by the crash
+    conf = tmp_path / "l2.toml"
+    conf.write_text(f'[bridge.{name("l2")}]\n')
+    hd.start(conf)
+    assert "inet vswitch" not in hd.host.ruleset()

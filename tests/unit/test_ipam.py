@@ -45,7 +45,7 @@ def test_allocate_in_a_wide_subnet_is_quick():
     ("127.0.0.0/8", "loopback"),
     ("224.1.0.0/16", "multicast"),
     ("169.254.0.0/16", "link-local"),
-    ("fd00::/64", "IPv4"),
+    ("fd00::/64", "IPv6 subnet; give it as subnet6"),
     ("nonsense/24", "not a subnet"),
 ])
 def test_bad_subnets(text, needle):
@@ -64,3 +64,34 @@ def test_addresses_in_a_subnet():
                          ("10.1.0", "not an IPv4 address")):
         with pytest.raises(AddressError, match=needle):
             parse_address(text, net, "ip")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("fd00:1::1/64", "host bits set; did you mean fd00:1::/64"),
+    ("fd00:1::/48", "prefix length must be 64..120"),
+    ("fe80::/64", "link-local"),
+    ("ff02::/64", "multicast"),
+    ("10.0.0.0/24", "IPv4 subnet; give it as subnet"),
+])
+def test_bad_ipv6_subnets(text, needle):
+    with pytest.raises(AddressError, match=needle):
+        parse_subnet(text, 6)
+
+
+def test_ipv6_addresses():
+    net = parse_subnet("fd00:1::/64", 6)
+    gw = first_host(net)
+    assert str(gw) == "fd00:1::1"
+    assert str(allocate(net, {gw})) == "fd00:1::2"
+    assert str(allocate(net, {gw, ipaddress.ip_address("fd00:1::2")})) == "fd00:1::3"
+    assert str(parse_address("fd00:1::9/64", net, "ip")) == "fd00:1::9"
+    with pytest.raises(AddressError, match="network address"):
+        parse_address("fd00:1::", net, "ip")
+    with pytest.raises(AddressError, match="not an IPv6 address"):
+        parse_address("10.0.0.1", net, "ip")
+    small = parse_subnet("fd00:1::/120", 6)      # ::1 gateway, ::2 to ::ff for ports
+    assert capacity(small) == 254
+    taken = {small.network_address + i for i in range(1, 256)}
+    with pytest.raises(AddressError, match="full"):
+        allocate(small, taken)
+    assert str(allocate(small, taken - {small.network_address + 255})) == "fd00:1::ff"

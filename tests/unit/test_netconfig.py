@@ -73,7 +73,7 @@ def test_bridge_key_errors_have_their_line(tmp_path: Path, extra, line, needle):
     ({"br0": {"subnet": "10.0.0.0/16"}, "br1": {"subnet": "10.0.5.0/24"}},
      "subnet 10.0.5.0/24 overlaps bridge br0's 10.0.0.0/16"),
     ({"br0": {"port": {"p": {"netns": "x", "publish": ["80:80"]}}}},
-     "publishing ports needs a subnet on bridge br0"),
+     "publishing ports needs an IPv4 subnet on bridge br0"),
     ({"br0": {"subnet": "10.0.0.0/24", "port": {"p": {"type": "internal",
                                                        "publish": ["80:80"]}}}},
      "has no address to publish"),
@@ -167,3 +167,40 @@ def test_ctl_publish_and_net_show():
     assert params["settings"]["publish"] == ["8080:80", "53:53/udp"]
     assert build_request(parse_argv(["net/show", "br0", "--json"])) == \
         ("net/show", {"bridge": "br0"})
+
+
+def test_ipv6_beside_ipv4():
+    c = assign_addresses(cfg(br0={
+        "subnet": "10.0.0.0/24", "subnet6": "fd00:5::/64", "port": {
+            "a": {"netns": "a"}, "b": {"netns": "b", "ip": ["fd00:5::9", "10.0.0.9"]},
+            "v6only": {"netns": "c", "ip": "fd00:5::2/64"}}}))
+    ports = c.bridges["br0"].ports
+    assert ports["a"].ip == ("10.0.0.2/24", "fd00:5::3/64")
+    assert ports["b"].ip == ("fd00:5::9/64", "10.0.0.9/24")     # as given, prefixes added
+    assert ports["v6only"].ip == ("10.0.0.3/24", "fd00:5::2/64")
+    br = c.bridges["br0"]
+    assert str(br.gateway_of(6)) == "fd00:5::1" and br.to_json()["subnet6"] == "fd00:5::/64"
+    moved = set_bridge_network(c, br, {"subnet6": "fd00:6::/64"}).bridges["br0"]
+    assert [moved.ports[p].ip for p in ("a", "b", "v6only")] == [
+        ("10.0.0.2/24", "fd00:6::2/64"), ("10.0.0.9/24", "fd00:6::3/64"),
+        ("10.0.0.3/24", "fd00:6::4/64")]
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"br0": {"gateway6": "fd00::1"}}, "a gateway6 needs a subnet6"),
+    ({"br0": {"subnet6": "10.0.0.0/24"}}, "IPv4 subnet; give it as subnet"),
+    ({"br0": {"subnet": "fd00::/64"}}, "IPv6 subnet; give it as subnet6"),
+    ({"br0": {"subnet6": "fd00::/64", "gateway6": "fd01::1"}}, "outside the subnet fd00::/64"),
+    ({"br0": {"subnet6": "fd00::/64", "port": {"p": {"ip": "fd00:1::5/64"}}}},
+     "fd00:1::5 is outside the subnet fd00::/64"),
+    ({"br0": {"subnet6": "fd00::/64", "port": {"p": {"ip": "fd00::1"}}}},
+     "fd00::1 is the gateway's address"),
+    ({"br0": {"subnet6": "fd00::/64"}, "br1": {"subnet6": "fd00::/64"}},
+     "subnet fd00::/64 overlaps bridge br0's fd00::/64"),
+    ({"br0": {"subnet6": "fd00::/64", "port": {"p": {"netns": "x", "publish": "80:80"}}}},
+     "needs an IPv4 subnet"),
+])
+def test_ipv6_rules(data, needle):
+    with pytest.raises(ConfigError) as e:
+        cfg(**data)
+    assert needle in str(e.value), str(e.value)
