@@ -16,6 +16,7 @@ import errno
 import functools
 import ipaddress
 import signal
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -122,6 +123,21 @@ def _step(what: str) -> Iterator[None]:
         raise VswitchError.from_errno(e.code, what) from None
 
 
+def enable_ipv6(ifname: str, netns: str | None) -> None:
+    """net.ipv6.conf.IFNAME.disable_ipv6=0 in the namespace (a sysctl of
+    that namespace: written by a helper that enters it)."""
+    knob = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    if netns is None:
+        argv = ["sh", "-c", f"[ ! -e {knob} ] || echo 0 > {knob}"]
+    else:
+        from .netns import netns_file
+        argv = ["nsenter", f"--net={netns_file(netns)}", "--", "sh", "-c",
+                f"[ ! -e {knob} ] || [ $(cat {knob}) = 0 ] || echo 0 > {knob}"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise VswitchError("EIO", f"turn IPv6 on for {ifname}: {r.stderr.strip()}")
+
+
 @netlink_call
 def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
                    mac: str | None = None, mtu: int | None = None,
@@ -147,6 +163,12 @@ def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
                 ipr.link("set", index=index, mtu=mtu)
         for cidr in ips:
             addr, _, plen = cidr.partition("/")
+            if ":" in addr:
+                # A container runtime's namespace may have IPv6 off for new
+                # interfaces (Docker's default.disable_ipv6=1): the kernel
+                # then refuses an IPv6 address (EACCES) until it is on for
+                # this one, as Docker turns it on for the interfaces it adds.
+                enable_ipv6(final, netns)
             with _step(f"add ip {cidr}"):
                 ipr.addr("add", index=index, address=addr, prefixlen=int(plen))
         if up:

@@ -616,7 +616,10 @@ class Switch(BondCommands):
         self._commit(new_cfg, undo)
         if old.netns and old.netns != cfg.netns:
             self._release_netns(old, new_cfg)
-        self.network.sync_port(br.name, prt)
+        # No route is touched: whoever moved the device routes the namespace
+        # now (Docker adds its default route a moment later and fails if one
+        # is there).  A device vswitch re-creates gets its routes as usual.
+        self.network.forget_port(name)
 
     def _release_netns(self, cfg: PortConfig, remaining: SwitchConfig) -> None:
         if cfg.type == "tap" and cfg.netns and cfg.netns not in self._netns_in_use(remaining):

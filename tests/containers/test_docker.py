@@ -121,8 +121,8 @@ def test_two_containers_reach_each_other_and_inspect_agrees(env, net):
         sandbox = env.inspect(cid)[0]["NetworkSettings"]["SandboxKey"]
         assert (p["mac"], p["ip"], p["netns"], p["state"]) == (
             c["MacAddress"], [c["IPv4Address"]], sandbox, "up")
-        assert p["default_route"].startswith(f"the namespace's own, via {sn}.1") or \
-            p["default_route"] == f"via {sn}.1"
+        routes = env.docker("exec", cid, "ip", "route").stdout
+        assert f"default via {sn}.1 dev eth0" in routes
     # the gateway answers
     assert ping(env, "ca", f"{sn}.1")
 
@@ -300,3 +300,32 @@ def test_reload_of_a_file_keeps_dockers_networks(env, net, tmp_path):
     assert len(ports(env)) == 2
     assert wait_for(lambda: ping(env, "r1", ip_of(env, "r2", name)), 20)
     env.vs.ctl("del-br", PREFIX + "own")
+
+
+def test_ipv6_network(env):
+    """--ipv6: the bridge gets the IPv6 pool too (subnet6, gateway6), and the
+    containers their IPv6 addresses and default route, also after kill -9."""
+    name, sn = PREFIX + "v6", subnet()
+    six = f"fd{random.randint(0, 255):02x}:{random.randint(0, 65535):x}::"
+    env.docker("network", "create", "-d", PLUGIN, "--ipv6", "--subnet", f"{sn}.0/24",
+               "--subnet", f"{six}/64", name)
+    try:
+        run(env, name, "s1")
+        run(env, name, "s2")
+        s2 = env.inspect("s2")[0]["NetworkSettings"]["Networks"][name]["GlobalIPv6Address"]
+        [b] = [b for b in env.vs.show()["bridges"] if b.get("subnet6")]
+        assert b["subnet6"] == f"{six}/64"
+        assert wait_for(lambda: all(p.get("netns") for p in ports(env).values()), 20)
+        assert any(f"{s2}/64" in p["ip"] for p in ports(env).values())
+
+        def ping6() -> bool:
+            return env.docker("exec", "s1", "ping", "-6", "-c", "1", "-W", "2", s2,
+                              check=False).returncode == 0
+        assert wait_for(ping6, 20)
+        env.vs.stop(signal.SIGKILL)
+        env.vs.start()
+        assert wait_for(ping6, 20)
+        assert "default" in env.docker("exec", "s1", "ip", "-6", "route").stdout
+    finally:
+        env.docker("rm", "-f", "s1", "s2", check=False)
+        env.docker("network", "rm", name, check=False)

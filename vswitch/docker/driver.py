@@ -9,7 +9,7 @@ which endpoint is which port, is written in the records' external_ids
           docker-owned        "true" when CreateNetwork made the bridge
                               (DeleteNetwork then deletes it; a bridge named
                               with -o vswitch.bridge that existed is kept)
-          docker-gateway      the gateway Docker's IPAM gave (Join answers it)
+          docker-gateway(6)   the gateways Docker's IPAM gave (Join answers them)
           docker-tag          -o vswitch.tag: the VLAN of the network's ports
           docker-internal     "true" for --internal (a layer-2 bridge: no gateway)
   port    docker-network-id, docker-endpoint-id
@@ -206,23 +206,27 @@ class DockerDriver:
                 tag = check_vlan(tag, (), "vswitch.tag")
         except ConfigError as e:
             raise bad(e.message) from None
-        v4 = _field(req, "IPv4Data", required=False) or []
-        if not isinstance(v4, list) or not all(isinstance(d, dict) for d in v4):
-            raise bad("IPv4Data must be a list of objects")
-        if len(v4) > 1:
-            raise bad("a vswitch network has one IPv4 subnet; Docker gave "
-                      f"{len(v4)} pools")
         ext = {"docker-network-id": nid}
         settings: dict[str, Any] = {}
-        if v4:
-            pool = _cidr(v4[0].get("Pool"), "IPv4Data Pool")
-            settings["subnet"] = str(pool.network)
-            if v4[0].get("Gateway"):
-                gw = _cidr(v4[0]["Gateway"], "IPv4Data Gateway")
+        for family, suffix in (("IPv4Data", ""), ("IPv6Data", "6")):
+            data = _field(req, family, required=False) or []
+            if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+                raise bad(f"{family} must be a list of objects")
+            if len(data) > 1:
+                raise bad(f"a vswitch network has one subnet per IP version; Docker gave "
+                          f"{len(data)} {family} pools")
+            if not data:
+                continue
+            pool = _cidr(data[0].get("Pool"), f"{family} Pool")
+            if pool.version != (6 if suffix else 4):
+                raise bad(f"{family} Pool {pool} is of the other IP version")
+            settings["subnet" + suffix] = str(pool.network)
+            if data[0].get("Gateway"):
+                gw = _cidr(data[0]["Gateway"], f"{family} Gateway")
                 if gw.ip not in pool.network:
                     raise bad(f"gateway {gw.ip} is outside the pool {pool.network}")
-                settings["gateway"] = str(gw.ip)
-                ext["docker-gateway"] = str(gw.ip)
+                settings["gateway" + suffix] = str(gw.ip)
+                ext["docker-gateway" + suffix] = str(gw.ip)
         if options.get("com.docker.network.internal") is True:
             # --internal: the containers reach each other and nothing else, so
             # the bridge stays a plain layer-2 one (no gateway port, no route
@@ -260,7 +264,8 @@ class DockerDriver:
             if dict(p.external_ids).get("docker-network-id") == nid:
                 self.sw.del_port(bridge, pname, if_exists=True)
         self.sw.set_bridge(bridge, {f"external_ids:{k}": "" for k in (
-            "docker-network-id", "docker-gateway", "docker-tag", "docker-internal")})
+            "docker-network-id", "docker-gateway", "docker-gateway6", "docker-tag",
+            "docker-internal")})
         return {}
 
     # --- endpoints ----------------------------------------------------------------------
@@ -334,8 +339,11 @@ class DockerDriver:
         self.sw.set_port(port, {"external_ids:docker-sandbox": sandbox})
         resp: dict[str, Any] = {"InterfaceName": {"SrcName": port, "DstPrefix": DST_PREFIX}}
         br_ids = dict(self.sw.config.bridges[bridge].external_ids)
-        if br_ids.get("docker-gateway") and br_ids.get("docker-internal") != "true":
-            resp["Gateway"] = br_ids["docker-gateway"]
+        if br_ids.get("docker-internal") != "true":
+            if br_ids.get("docker-gateway"):
+                resp["Gateway"] = br_ids["docker-gateway"]
+            if br_ids.get("docker-gateway6"):
+                resp["GatewayIPv6"] = br_ids["docker-gateway6"]
         if self.loop is not None:
             deadline = time.monotonic() + SETTLE_SECONDS
             self.loop.call_later(0.05, self._settle_later, eid, deadline)
