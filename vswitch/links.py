@@ -163,11 +163,13 @@ def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
                 ipr.link("set", index=index, mtu=mtu)
         for cidr in ips:
             addr, _, plen = cidr.partition("/")
-            if ":" in addr:
-                # A container runtime's namespace may have IPv6 off for new
-                # interfaces (Docker's default.disable_ipv6=1): the kernel
-                # then refuses an IPv6 address (EACCES) until it is on for
-                # this one, as Docker turns it on for the interfaces it adds.
+            if ":" in addr and netns is not None and netns.startswith("/"):
+                # A container runtime's namespace (given by path) may have
+                # IPv6 off for new interfaces (Docker's default.disable_ipv6
+                # =1) and turn it on per interface: the kernel refuses an IPv6
+                # address (EACCES) until it is on for this one, so do as the
+                # runtime did.  A namespace of the user's own (a name) keeps
+                # its setting: there an IPv6 address is refused.
                 enable_ipv6(final, netns)
             with _step(f"add ip {cidr}"):
                 ipr.addr("add", index=index, address=addr, prefixlen=int(plen))

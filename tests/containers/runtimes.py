@@ -27,18 +27,31 @@ DOCKER = "/usr/bin/docker"         # Debian's docker.io client (the reference)
 CNI_BIN = Path("/usr/lib/cni")     # Debian's containernetworking-plugins
 
 # Entered with the daemon's network namespace and a new mount namespace:
-# a private mount tree, and a sysfs of that network namespace (as
-# `ip netns exec` gives) with the cgroup hierarchies kept (which `ip netns
-# exec` would hide, and which dockerd and runc need); /opt is an empty tmpfs
-# there, so that containerd's /opt/containerd is not made on the host.
+# a private mount tree; a sysfs of that network namespace (as `ip netns
+# exec` gives) with the cgroup hierarchies kept (which `ip netns exec` would
+# hide, and which dockerd and runc need); and empty tmpfs over the host-wide
+# places a runtime writes to (/run: containerd's shim sockets and runc's
+# state, /opt: containerd's /opt/containerd, /etc/docker: dockerd's key), so
+# nothing of it lands on the host.  $1/plugins is /run/docker/plugins there
+# (the plugin socket is a file the test can reach), and for ctr, $1/netd and
+# $1/cnibin are /etc/cni/net.d and /opt/cni/bin (the fixed paths it reads).
 PRIVATE_MOUNTS = """set -e
 mount --make-rprivate /
-mkdir -p "$1/cg"
-mount --rbind /sys/fs/cgroup "$1/cg"
-mount -t sysfs sysfs /sys
-mount --move "$1/cg" /sys/fs/cgroup
-mount -t tmpfs tmpfs /opt     # containerd's "opt" directory: not the host's
-shift
+if [ "$2" = netns ]; then       # entered into a network namespace of its own
+    mkdir -p "$1/cg"
+    mount --rbind /sys/fs/cgroup "$1/cg"
+    mount -t sysfs sysfs /sys
+    mount --move "$1/cg" /sys/fs/cgroup
+fi
+mount -t tmpfs tmpfs /run
+mkdir -p /run/docker/plugins /run/netns
+mount --bind "$1/plugins" /run/docker/plugins
+mount -t tmpfs tmpfs /opt
+mkdir -p /opt/cni/bin
+mount --bind "$1/cnibin" /opt/cni/bin
+mount --bind "$1/netd" /etc/cni/net.d
+if [ -d /etc/docker ]; then mount -t tmpfs tmpfs /etc/docker; fi
+shift 2
 exec "$@"
 """
 
@@ -101,8 +114,10 @@ class PrivateDocker:
         sh("ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
         script = self.dir / "mounts.sh"
         script.write_text(PRIVATE_MOUNTS)
+        for d in ("plugins", "cnibin", "netd"):
+            (self.dir / d).mkdir()
         argv = ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "-m", "--",
-                "sh", str(script), str(self.dir),
+                "sh", str(script), str(self.dir), "netns",
                 "dockerd", "--data-root", str(self.dir / "data"),
                 "--exec-root", str(self.dir / "x"), "--pidfile", str(self.dir / "docker.pid"),
                 "-H", f"unix://{self.sock}", "--iptables=false", "--ip6tables=false",
@@ -169,11 +184,26 @@ def cni_bin_dir(root: Path) -> Path:
     return d
 
 
+class HostLeftovers:
+    """Host-wide directories a runtime fills whatever it is told (Podman's
+    blob cache in /var/lib/containers and runc's state in /run/runc, libcni's
+    result cache in /var/lib/cni): those that did not exist before the test
+    are removed after it."""
+
+    def __init__(self, *paths: str) -> None:
+        self.new = [Path(p) for p in paths if not Path(p).exists()]
+
+    def remove(self) -> None:
+        for p in self.new:
+            shutil.rmtree(p, ignore_errors=True)
+
+
 class PrivatePodman:
     """Podman 4.3 with the CNI backend and a private root, run root,
     containers.conf and network configuration directory."""
 
     def __init__(self) -> None:
+        self.leftovers = HostLeftovers("/run/runc", "/var/lib/containers", "/var/lib/cni")
         self.dir = short_tmpdir("pm")
         self.netconf = self.dir / "netconf"
         self.netconf.mkdir()
@@ -208,24 +238,7 @@ tmp_dir = "{self.dir}/tmp"
             self.podman("rm", "-f", "-t", "0", *ids, check=False)
         self.podman("system", "reset", "-f", check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-# ctr reads CNI configuration from /etc/cni/net.d and plugins from
-# /opt/cni/bin, fixed paths: it runs in a mount namespace of its own where
-# both are the test's directories (the host's stay untouched).
-CTR_MOUNTS = """set -e
-mount --make-rprivate /
-if [ "$1" = ctr ]; then
-    mount --bind "$2/netd" /etc/cni/net.d
-    mount -t tmpfs tmpfs /opt
-    mkdir -p /opt/cni/bin
-    mount --bind "$2/cnibin" /opt/cni/bin
-else
-    mount -t tmpfs tmpfs /opt     # containerd's "opt" directory: not the host's
-fi
-shift 2
-exec "$@"
-"""
+        self.leftovers.remove()
 
 
 class PrivateContainerd:
@@ -233,12 +246,14 @@ class PrivateContainerd:
     mount namespace of its own; ctr run --cni against it."""
 
     def __init__(self) -> None:
+        self.leftovers = HostLeftovers("/var/lib/cni")   # go-cni's result cache (ctr)
         self.dir = short_tmpdir("ct")
         self.sock = self.dir / "c.sock"
         (self.dir / "netd").mkdir()
+        (self.dir / "plugins").mkdir()
         cni_bin_dir(self.dir)
         self.script = self.dir / "mounts.sh"
-        self.script.write_text(CTR_MOUNTS)
+        self.script.write_text(PRIVATE_MOUNTS)
         (self.dir / "config.toml").write_text(f"""version = 2
 root = "{self.dir}/root"
 state = "{self.dir}/state"
@@ -251,24 +266,25 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     def start(self) -> None:
         with open(self.dir / "containerd.log", "w") as log:
             self.proc = subprocess.Popen(
-                ["unshare", "-m", "--", "sh", str(self.script), "daemon", str(self.dir),
+                ["unshare", "-m", "--", "sh", str(self.script), str(self.dir), "host",
                  "containerd", "--config", str(self.dir / "config.toml")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError((self.dir / "containerd.log").read_text()[-3000:])
-            if self.ctr("version", check=False).returncode == 0:
+            if self.sock.exists() and self.ctr("version", check=False).returncode == 0:
                 return
             time.sleep(0.3)
         raise AssertionError("containerd did not start")
 
-    def ctr(self, *args: str, check: bool = True, timeout: float = 120,
-            cni: bool = False) -> subprocess.CompletedProcess:
-        argv = ["ctr", "-a", str(self.sock), "-n", "vstest", *args]
-        if cni:
-            argv = ["unshare", "-m", "--", "sh", str(self.script), "ctr", str(self.dir), *argv]
-        r = sh(*argv, check=False, timeout=timeout)
+    def ctr(self, *args: str, check: bool = True, timeout: float = 120
+            ) -> subprocess.CompletedProcess:
+        """ctr in containerd's mount namespace: the FIFOs it makes for a
+        task's I/O and the CNI paths it reads are those containerd sees."""
+        assert self.proc is not None
+        r = sh("nsenter", "-t", str(self.proc.pid), "-m", "--", "ctr", "-a", str(self.sock),
+               "-n", "vstest", *args, check=False, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"ctr {' '.join(args)}: {r.stderr}")
         return r
@@ -288,3 +304,4 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             stop_pid(self.proc.pid)
             reap(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.leftovers.remove()

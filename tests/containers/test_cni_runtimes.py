@@ -111,7 +111,7 @@ def test_ctr_run_cni_on_a_vswitch_bridge(containerd, bridge):
         "cniVersion": "1.0.0", "name": PREFIX + "ct",
         "plugins": [{"type": "vswitch", "bridge": br, "socket": str(d.sock)}]}))
     containerd.ctr("run", "-d", "--snapshotter", "native", "--cni", image.IMAGE, "t1",
-                   "sleep", "3600", cni=True)
+                   "sleep", "3600")
     [port] = container_ports(d)
     assert port["state"] == "up" and port["netns"].startswith("/proc/")
     assert port["netns"].endswith("/ns/net")
@@ -121,7 +121,7 @@ def test_ctr_run_cni_on_a_vswitch_bridge(containerd, bridge):
     # and the namespace port; ctr run --rm --cni DELs it when it exits
     r = containerd.ctr("run", "--rm", "--snapshotter", "native", "--cni", image.IMAGE, "t2",
                        "sh", "-c", f"ping -c1 -W3 {t1} && ping -c1 -W3 {sn}.1 && "
-                                   f"ping -c1 -W3 {sn}.200", cni=True, check=False)
+                                   f"ping -c1 -W3 {sn}.200", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert [p["name"] for p in container_ports(d)] == [port["name"]]
     assert ping_eventually(PREFIX + "peer", t1)

@@ -25,7 +25,7 @@ from .runtimes import NetnsDaemon, PrivateDocker
 
 pytestmark = pytest.mark.netns
 PLUGIN = "vs" + PREFIX.strip("-")
-PLUGIN_SOCK = Path(f"/run/docker/plugins/{PLUGIN}.sock")
+PLUGIN_SOCK = f"/run/docker/plugins/{PLUGIN}.sock"    # as dockerd and vswitchd see it
 HTTP_GET = ("import sys, urllib.request\n"
             "try:\n"
             "    print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode(), end='')\n"
@@ -40,7 +40,7 @@ def env(tmp_path_factory):
     try:
         dk.start()
         dk.docker("load", "-i", str(image.build(work / "busybox.tar")))
-        vs = NetnsDaemon(work, dk.in_netns(), ["--docker-plugin", str(PLUGIN_SOCK)])
+        vs = NetnsDaemon(work, dk.in_netns(), ["--docker-plugin", PLUGIN_SOCK])
         vs.start()
         dk.vs = vs                       # type: ignore[attr-defined]
         yield dk
@@ -48,7 +48,6 @@ def env(tmp_path_factory):
         if getattr(dk, "vs", None):
             dk.vs.stop()                 # type: ignore[attr-defined]
         dk.stop()
-        PLUGIN_SOCK.unlink(missing_ok=True)
 
 
 def subnet() -> str:
@@ -188,10 +187,16 @@ def test_container_keeps_connectivity_across_kill_9(env, net):
     assert ports(env) == {}
 
 
-def raw_call(path: str, body: bytes, method: str = "POST") -> tuple[int, dict[str, Any]]:
+def plugin_sock(env: PrivateDocker) -> Path:
+    """The plugin socket as this test reaches it (bind-mounted from here)."""
+    return env.dir / "plugins" / f"{PLUGIN}.sock"
+
+
+def raw_call(env: PrivateDocker, path: str, body: bytes, method: str = "POST"
+             ) -> tuple[int, dict[str, Any]]:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(30)
-    s.connect(str(PLUGIN_SOCK))
+    s.connect(str(plugin_sock(env)))
     s.sendall(f"{method} {path} HTTP/1.1\r\nHost: plugin\r\nContent-Length: {len(body)}\r\n"
               "Connection: close\r\n\r\n".encode() + body)
     data = b""
@@ -203,7 +208,7 @@ def raw_call(path: str, body: bytes, method: str = "POST") -> tuple[int, dict[st
 
 
 def test_plugin_socket_is_root_only_and_malformed_calls_change_nothing(env, net):
-    mode = os.stat(PLUGIN_SOCK).st_mode
+    mode = os.stat(plugin_sock(env)).st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     name, _ = net
     [info] = env.inspect("--type", "network", name)
@@ -231,13 +236,13 @@ def test_plugin_socket_is_root_only_and_malformed_calls_change_nothing(env, net)
         ("/NetworkDriver.Nonsense", b"{}"),
     ]
     for path, body in cases:
-        status, reply = raw_call(path, body)
+        status, reply = raw_call(env, path, body)
         assert status != 200 and isinstance(reply.get("Err"), str) and reply["Err"], (path, body)
-    status, reply = raw_call("/NetworkDriver.GetCapabilities", b"", method="GET")
+    status, reply = raw_call(env, "/NetworkDriver.GetCapabilities", b"", method="GET")
     assert status == 405 and reply["Err"]
     assert env.vs.show() == before                 # nothing half-made
-    assert raw_call("/Plugin.Activate", b"") == (200, {"Implements": ["NetworkDriver"]})
-    assert raw_call("/NetworkDriver.GetCapabilities", b"") == (
+    assert raw_call(env, "/Plugin.Activate", b"") == (200, {"Implements": ["NetworkDriver"]})
+    assert raw_call(env, "/NetworkDriver.GetCapabilities", b"") == (
         200, {"Scope": "local", "ConnectivityScope": "local"})
 
 
