@@ -334,3 +334,24 @@ def test_ipv6_network(env):
     finally:
         env.docker("rm", "-f", "s1", "s2", check=False)
         env.docker("network", "rm", name, check=False)
+
+
+def test_a_docker_network_on_a_bridge_of_the_users_own(env):
+    br, sn, name = PREFIX + "ub", subnet(), PREFIX + "un"
+    env.vs.ctl("add-br", br, f"subnet={sn}.0/24")
+    try:
+        r = env.docker("network", "create", "-d", PLUGIN, "--subnet", f"{subnet()}.0/24",
+                       "-o", f"vswitch.bridge={br}", name, check=False)
+        assert r.returncode != 0 and f"create it with --subnet {sn}.0/24" in r.stderr
+        env.docker("network", "create", "-d", PLUGIN, "--subnet", f"{sn}.0/24",
+                   "-o", f"vswitch.bridge={br}", name)
+        run(env, name, "u1")
+        assert wait_for(lambda: ping(env, "u1", f"{sn}.1"), 20)
+        env.docker("rm", "-f", "u1")
+        env.docker("network", "rm", name)
+        [b] = [b for b in env.vs.show()["bridges"] if b["name"] == br]
+        assert b["subnet"] == f"{sn}.0/24" and "external_ids" not in b   # kept, untagged
+    finally:
+        env.docker("rm", "-f", "u1", check=False)
+        env.docker("network", "rm", name, check=False)
+        env.vs.ctl("del-br", br, check=False)

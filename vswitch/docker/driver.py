@@ -243,8 +243,21 @@ class DockerDriver:
             if owner is not None:
                 raise DriverError(409, f"bridge {bridge} already carries Docker network "
                                        f"{owner[:12]}")
-            # a bridge the user made: Docker's network joins it, and it stays
-            # when the network goes
+            # a bridge the user made: Docker's network joins it (and it stays
+            # when the network goes) if the addresses agree
+            for suffix in ("", "6"):
+                have = getattr(existing, "subnet" + suffix)
+                want = settings.get("subnet" + suffix)
+                if have is None:
+                    # a layer-2 bridge: nothing there holds Docker's gateway
+                    ext.pop("docker-gateway" + suffix, None)
+                elif want != have:
+                    raise bad(f"bridge {bridge} has subnet{suffix} {have}, the Docker "
+                              f"network {want or 'none'}: create it with --subnet {have}")
+            if existing.subnet and ext.get("docker-gateway") != str(existing.gateway_address):
+                raise bad(f"bridge {bridge}'s gateway is {existing.gateway_address}, the "
+                          f"Docker network's {ext.get('docker-gateway')}: create it with "
+                          f"--gateway {existing.gateway_address}")
             self.sw.set_bridge(bridge, {f"external_ids:{k}": v for k, v in ext.items()})
             return {}
         ext["docker-owned"] = "true"
