@@ -137,6 +137,8 @@ class Network:
         if cfg.type != "tap" or not cfg.netns or att is None or att.netns is None:
             self.routes.pop(cfg.name, None)
             return
+        if bridge not in self.bridges and cfg.name not in self.routes:
+            return     # no network, and no route of ours to take away: no netlink
         for version in VERSIONS:
             status = self._sync_route(bridge, prt, version)
             if status is None:
