@@ -148,6 +148,14 @@ static inline bool reserved_dst(const uint8_t *d)
            d[4] == 0 && (d[5] & 0xf0) == 0;
 }
 
+/* A link-local frame the control plane asked for (vs_iface_set_claim):
+ * LACPDUs are slow-protocol frames (ethertype 0x8809) to 01:80:c2:00:00:02. */
+static inline bool claimed(const struct vs_iface *in, const uint8_t *d,
+                           const struct vs_parsed *ps)
+{
+    return (in->claim & VS_CLAIM_LACP) && d[5] == 0x02 && ps->ethertype == 0x8809;
+}
+
 /* First pass: true if the frame may be forwarded. */
 static bool classify(struct vs_dp *dp, struct vs_iface *in,
                      struct vs_port *inp, struct vs_fdb *fdb,
@@ -169,7 +177,10 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
         return false;
     }
     if (reserved_dst(pkt->data)) {
-        drop(in, VS_DROP_RESERVED_DST);
+        if (in->claim && claimed(in, pkt->data, &ps))
+            vs_upcall_claimed(dp, in, pkt);
+        else
+            drop(in, VS_DROP_RESERVED_DST);
         return false;
     }
     if (!vs_vlan_ingress(inp, pkt, &ps)) {
@@ -200,6 +211,8 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
     uint32_t now_s = (uint32_t)(vs_now_ms_locked(dp) / 1000);
     bool ok[VS_BATCH];
     dp->stage_tx = true;
+    if (in->capture)
+        vs_upcall_capture_rx(dp, in, pkts, n);
 
     for (int i = 0; i < n; i++) {
         in->stats.rx_packets++;
@@ -210,6 +223,7 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
         if (!ok[i])
             continue;
         struct vs_pkt *pkt = &pkts[i];
+        pkt->out_port = VS_FLOW_OUT_DROP;
         if (!in->enabled) {
             drop(in, VS_DROP_BOND);
             continue;
@@ -229,13 +243,18 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
                         ? -1 : fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
         if (s < 0) {
             in->stats.rx_forwarded++;
+            pkt->out_port = VS_FLOW_OUT_FLOOD;
             flood(dp, br, pkt, in);
         } else if (fdb->slots[s].port == in->port) {
             drop(in, VS_DROP_SAME_PORT);
         } else if (!output_port(dp, pkt, &dp->ports[fdb->slots[s].port], true, in)) {
             in->stats.rx_forwarded++;
+            pkt->out_port = fdb->slots[s].port;
         }
     }
+    /* Flow accounting (flow.c), while the burst is still in cache. */
+    if (br->flow_on)
+        vs_flow_batch(dp, br, in, pkts, ok, n);
     /* The received buffers the queue points into are reused by the next
      * burst: everything leaves now. */
     vs_tx_flush(dp);

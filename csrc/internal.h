@@ -63,6 +63,8 @@ struct vs_iface {
     uint32_t gen;        /* bumped on reuse: stale epoll events are ignored */
     uint32_t mtu;
     int fd;
+    uint32_t capture;    /* snap length of capture copies; 0: off (upcall.c) */
+    uint32_t claim;      /* VS_CLAIM_* bits (upcall.c) */
     struct vs_iface_stats stats;
 };
 
@@ -81,6 +83,7 @@ struct vs_port {
     int16_t active;                       /* iface id, -1 none */
     uint16_t slb_bucket[VS_SLB_BUCKETS];  /* iface id per hash bucket */
     uint64_t slb_load[VS_SLB_BUCKETS];
+    uint16_t ofport;                      /* flow export's port number */
 };
 
 struct vs_bridge {
@@ -88,6 +91,9 @@ struct vs_bridge {
     uint16_t n_ports;
     uint16_t ports[VS_MAX_PORTS];
     struct vs_fdb fdb;
+    bool flow_on;                         /* flows[] or sampler configured */
+    struct vs_flow_cache *flows[VS_FLOW_CACHES];
+    struct vs_sflow_sampler *sampler;     /* sFlow packet samples (flow.c) */
 };
 
 /* A frame to send, in up to three pieces: head, an optional 4-byte tag,
@@ -124,6 +130,21 @@ struct vs_pkt {
     uint16_t l3_offset;
     uint64_t src_key, dst_key;
     uint32_t src_hash, dst_hash;
+    uint16_t out_port;       /* port id, VS_FLOW_OUT_FLOOD or _DROP (flows) */
+};
+
+/* The upcall ring (upcall.c).  head and tail count bytes from the start
+ * and only grow; a record sits at (offset % size), 8-byte aligned: a
+ * struct vs_upcall then its frame.  Guarded by its own lock. */
+struct vs_upcall_queue {
+    pthread_mutex_t lock;
+    uint8_t *ring;
+    uint32_t size;           /* a power of two */
+    uint64_t head, tail;
+    uint32_t count;
+    bool signalled;          /* fd made readable and not yet reset */
+    int fd;                  /* eventfd */
+    struct vs_upcall_stats stats;
 };
 
 struct vs_dp {
@@ -138,6 +159,8 @@ struct vs_dp {
     uint32_t busy_poll_us;
     int64_t next_periodic_ms;
     uint64_t seed;
+
+    struct vs_upcall_queue upq;
 
     struct vs_bridge *bridges[VS_MAX_BRIDGES];
     struct vs_port ports[VS_MAX_PORTS];
@@ -187,6 +210,13 @@ bool vs_bond_admissible(struct vs_dp *dp, const struct vs_port *p,
 void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
                       struct vs_pkt *pkts, int n);
 
+/* flow.c: account a forwarded burst (ok[i]: frame i passed ingress checks,
+ * pkts[i].out_port: where it went); free a bridge's caches. */
+void vs_flow_batch(struct vs_dp *dp, struct vs_bridge *br,
+                   const struct vs_iface *in, const struct vs_pkt *pkts,
+                   const bool *ok, int n);
+void vs_flow_release(struct vs_bridge *br);
+
 /* tx.c */
 int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
                    const struct vs_vnet_hdr *vnet, struct iovec *iov,
@@ -198,6 +228,28 @@ void vs_tx_flush(struct vs_dp *dp);
 /* io.c */
 int vs_rx_burst(struct vs_dp *dp, struct vs_iface *in);
 void vs_iface_fail(struct vs_dp *dp, struct vs_iface *ifc);
+
+/* upcall.c */
+int vs_upcall_init(struct vs_upcall_queue *q);
+void vs_upcall_destroy(struct vs_upcall_queue *q);
+/* Queue a frame for the control plane (lock held: the producers are the
+ * forwarding thread and control calls that forward, never both at once).
+ * The caller fills meta's reason, bridge, port, iface, direction and args;
+ * orig_len, len and time_ns are set here.  The frame is the iov pieces
+ * less their first skip bytes (a virtio-net header); at most snaplen bytes
+ * are copied.  false: the ring had no room, counted as dropped. */
+bool vs_upcall_put(struct vs_dp *dp, struct vs_upcall *meta,
+                   const struct iovec *iov, int iovcnt, uint32_t skip,
+                   uint32_t snaplen);
+/* Capture copies of frames received (a burst) or sent (one frame as iov
+ * pieces); called only when ifc->capture is set. */
+void vs_upcall_capture_rx(struct vs_dp *dp, struct vs_iface *in,
+                          const struct vs_pkt *pkts, int n);
+void vs_upcall_capture_tx(struct vs_dp *dp, struct vs_iface *out,
+                          const struct iovec *iov, int iovcnt, uint32_t skip);
+/* A frame the interface claimed (LACP): queued, counted in rx_upcall. */
+void vs_upcall_claimed(struct vs_dp *dp, struct vs_iface *in,
+                       const struct vs_pkt *pkt);
 
 /* datapath.c */
 int64_t vs_now_ms_locked(struct vs_dp *dp);

@@ -90,12 +90,14 @@ enum vs_drop_reason {
 
 /* Every frame read from an interface is counted once in rx_packets and
  * then exactly once more: in rx_forwarded (sent on, or flooded, possibly to
- * nobody) or in one of the drops[] of that interface.  Drops on the way out
+ * nobody), in rx_upcall (claimed by the control plane) or in one of the
+ * drops[] of that interface.  Drops on the way out
  * (an output that cannot take it) count on the output interface. */
 struct vs_iface_stats {
     uint64_t rx_packets;
     uint64_t rx_bytes;
     uint64_t rx_forwarded;
+    uint64_t rx_upcall;     /* claimed for the control plane (vs_iface_set_claim) */
     uint64_t tx_packets;
     uint64_t tx_bytes;
     uint64_t drops[VS_DROP_SLOTS];   /* indexed by enum vs_drop_reason */
@@ -227,6 +229,83 @@ int vs_iface_send(vs_dp *dp, int iface, const uint8_t *frame, size_t len);
  * and tools; the fast path never goes through Python. */
 int vs_dp_inject(vs_dp *dp, int iface, const uint8_t *frame, size_t len);
 
+/* --- the upcall channel (upcall.c) ------------------------------------------
+ *
+ * Frames for the control plane leave the engine through one bounded queue,
+ * Open vSwitch's upcall path kept small: capture copies, protocol frames an
+ * interface claims (LACPDUs), sampled frames (sFlow).  The queue is a ring
+ * of VS_UPCALL_QUEUE_BYTES preallocated with the datapath; the forwarding
+ * thread copies a frame into it (never allocating) and Python drains it.
+ * When the ring is full the frame is dropped and counted per reason.
+ * Capture copies and samples may fill only three quarters of the ring, so a
+ * busy capture never crowds out protocol frames.  Frames from the control
+ * plane go the other way through vs_iface_send().
+ *
+ * Thread safety: the queue has its own small lock, taken by a producer (the
+ * forwarding thread, or a control call that forwards) for one copy and by
+ * vs_upcall_recv() for one copy.  vs_upcall_recv() and vs_upcall_stats()
+ * never take the datapath lock, so draining never waits for a batch and
+ * never holds up forwarding for longer than one copy. */
+
+enum vs_upcall_reason {
+    VS_UPCALL_CAPTURE = 0,     /* copy of a frame crossing an interface with
+                                * capture on (vs_iface_set_capture) */
+    VS_UPCALL_SLOW_PROTO = 1,  /* a frame claimed from forwarding by
+                                * vs_iface_set_claim (LACP) */
+    VS_UPCALL_SAMPLE = 2,      /* a sampled frame (sFlow); args[] say more */
+    VS_UPCALL__COUNT = 3
+};
+#define VS_UPCALL_SLOTS 8
+#define VS_UPCALL_QUEUE_BYTES 4194304
+
+/* Direction of an upcall's frame on its interface. */
+#define VS_UPCALL_RX 0          /* received on the interface */
+#define VS_UPCALL_TX 1          /* sent by the interface */
+
+/* Claims (vs_iface_set_claim): frames an interface hands to the control
+ * plane instead of dropping them as reserved_dst. */
+#define VS_CLAIM_LACP 1         /* to 01:80:c2:00:00:02, ethertype 0x8809 */
+
+struct vs_upcall {
+    uint32_t reason;        /* enum vs_upcall_reason */
+    int32_t bridge;         /* engine ids */
+    int32_t port;
+    int32_t iface;
+    uint32_t direction;     /* VS_UPCALL_RX or VS_UPCALL_TX */
+    uint32_t orig_len;      /* the frame's length on the wire (no vnet header) */
+    uint32_t len;           /* bytes of it copied (snap length, buffer size) */
+    uint32_t reserved;
+    int64_t time_ns;        /* CLOCK_REALTIME when it was queued */
+    uint64_t args[4];       /* reason-specific; zero for capture and LACP */
+};
+
+struct vs_upcall_stats {
+    uint64_t queued[VS_UPCALL_SLOTS];   /* by reason */
+    uint64_t dropped[VS_UPCALL_SLOTS];  /* queue full: Python fell behind */
+    uint32_t pending;                   /* upcalls waiting now */
+    uint32_t pending_bytes;             /* ring bytes they use */
+    uint32_t capacity_bytes;
+    uint32_t reserved;
+};
+
+/* An eventfd, owned by the datapath, readable while upcalls wait. */
+int vs_upcall_fd(vs_dp *dp);
+/* Take the oldest upcall: 1 with *meta filled and min(len, buflen) bytes
+ * of its frame in buf (meta->len says how many), or 0 when the queue is
+ * empty. */
+int vs_upcall_recv(vs_dp *dp, struct vs_upcall *meta, uint8_t *buf,
+                   uint32_t buflen);
+int vs_upcall_stats(vs_dp *dp, struct vs_upcall_stats *out);
+/* claims: VS_CLAIM_* bits (0 claims nothing).  A claimed frame is counted
+ * in rx_upcall and queued as VS_UPCALL_SLOW_PROTO, whatever the interface's
+ * bond state: the protocol that decides that state needs it. */
+int vs_iface_set_claim(vs_dp *dp, int iface, uint32_t claims);
+/* Copy every frame the interface receives or sends (as on the wire: VLAN
+ * tags in place, a GSO frame whole, no virtio-net header) to the queue as
+ * VS_UPCALL_CAPTURE, at most snaplen bytes of each; 0 turns it off.  Off,
+ * it costs one predictable branch per burst received and per frame sent. */
+int vs_iface_set_capture(vs_dp *dp, int iface, uint32_t snaplen);
+
 /* --- FDB ------------------------------------------------------------------- */
 
 int vs_fdb_add_static(vs_dp *dp, int br, int port, uint16_t vlan,
@@ -241,6 +320,92 @@ int vs_fdb_dump(vs_dp *dp, int br, struct vs_fdb_entry *out, int max);
 int vs_fdb_stats(vs_dp *dp, int br, struct vs_fdb_stats *out);
 /* The port a (vlan, mac) is learned on, or -ENOENT. */
 int vs_fdb_lookup(vs_dp *dp, int br, uint16_t vlan, const uint8_t *mac);
+
+/* --- flow accounting (flow.c) ------------------------------------------------ */
+
+/* Each bridge has up to VS_FLOW_CACHES flow caches, off until configured:
+ * the control plane uses cache 0 for NetFlow v5 and 1 for IPFIX. */
+#define VS_FLOW_CACHES 2
+#define VS_FLOW_MAX_FLOWS 1048576
+/* Output "ports" of a flow that was not sent to one port (Open vSwitch's
+ * NF_OUT_FLOOD and NF_OUT_DROP). */
+#define VS_FLOW_OUT_FLOOD 65535
+#define VS_FLOW_OUT_DROP 65533
+/* Flow cache flags. */
+#define VS_FLOW_F_IPV4_ONLY 1   /* NetFlow v5: IPv4 only, no VLAN or MACs in the key */
+/* Why a record was written (IPFIX flowEndReason). */
+#define VS_FLOW_END_IDLE 1
+#define VS_FLOW_END_ACTIVE 2
+#define VS_FLOW_END_FORCED 4
+
+struct vs_flow_config {
+    uint32_t max_flows;          /* preallocated; frames of flows beyond it: no_room */
+    uint32_t sampling;           /* 1 = every frame, N = one frame in N */
+    uint32_t idle_timeout_ms;    /* > 0 */
+    uint32_t active_timeout_ms;  /* 0 = none */
+    uint32_t flags;              /* VS_FLOW_F_* */
+};
+
+/* One flow's counts since its last record.  Ports are ofport numbers
+ * (vs_port_set_ofport); times are the datapath clock (vs_dp_now_ms). */
+struct vs_flow_record {
+    uint8_t src[16];        /* IPv4 address in the first 4 bytes */
+    uint8_t dst[16];
+    uint8_t src_mac[6];     /* zero in an IPv4-only cache */
+    uint8_t dst_mac[6];
+    uint16_t in_port;
+    uint16_t out_port;      /* or VS_FLOW_OUT_FLOOD / VS_FLOW_OUT_DROP */
+    uint16_t vlan;
+    uint16_t ethertype;
+    uint16_t src_port;
+    uint16_t dst_port;      /* ICMP: type * 256 + code */
+    uint8_t proto;
+    uint8_t tos;
+    uint8_t tcp_flags;
+    uint8_t end_reason;     /* VS_FLOW_END_* */
+    uint64_t packets;       /* sampled frames (segments of an offloaded one) */
+    uint64_t bytes;         /* IP bytes */
+    int64_t first_ms;
+    int64_t last_ms;
+};
+
+struct vs_flow_stats {
+    uint32_t flows;          /* in the cache now */
+    uint32_t max_flows;
+    uint64_t packets;        /* accounted */
+    uint64_t unsampled;      /* passed over by sampling */
+    uint64_t created;
+    uint64_t expired_idle;   /* records written, by reason */
+    uint64_t expired_active;
+    uint64_t flushed;
+    uint64_t no_room;        /* packets whose new flow did not fit */
+    uint64_t skipped;        /* not for this cache (not IPv4, for NetFlow) */
+    uint64_t truncated;      /* IP or L4 header cut short: keyed with what is there */
+    uint64_t fragments;      /* later fragments: keyed without ports */
+    uint64_t bad_length;     /* IP length beyond the frame: its bytes counted */
+};
+
+/* cfg NULL turns the cache off.  Turning it on (or changing it) starts an
+ * empty cache, allocated now; collect with flush first to keep the flows. */
+int vs_flow_configure(vs_dp *dp, int br, int cache,
+                      const struct vs_flow_config *cfg);
+/* Write up to max records of flows that are due: idle ones (removed),
+ * active ones past the active timeout (their counts restart), or with
+ * flush every flow (removed).  Returns how many; call again while it
+ * returns max.  -ENOTCONN when the cache is off. */
+int vs_flow_collect(vs_dp *dp, int br, int cache, int flush,
+                    struct vs_flow_record *out, int max);
+int vs_flow_stats(vs_dp *dp, int br, int cache, struct vs_flow_stats *out);
+/* sFlow packet samples: one frame in rate on average (random skips), its
+ * first header_bytes queued as VS_UPCALL_SAMPLE with args = {input ofport,
+ * output ofport (or VS_FLOW_OUT_FLOOD / _DROP), the input port's sample
+ * pool, samples lost so far}.  rate 0 turns sampling off. */
+int vs_flow_set_sampling(vs_dp *dp, int br, uint32_t rate, uint32_t header_bytes);
+/* seen_sampled_dropped[3]: frames seen, samples queued, samples lost
+ * (upcall queue full).  -ENOTCONN when sampling is off. */
+int vs_flow_sampling_stats(vs_dp *dp, int br, uint64_t *seen_sampled_dropped);
+/* The number flows, samples and collectors know a port by (0..65532). */
+int vs_port_set_ofport(vs_dp *dp, int port, int ofport);
 
 /* --- microbenchmark entry points (no lock: call with the thread stopped) ---- */
 

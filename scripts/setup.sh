@@ -33,7 +33,9 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 if (( want_test )); then
     pkgs+=("iperf3:/usr/bin/iperf3" "openvswitch-switch:/usr/sbin/ovs-vswitchd"
-           "netsniff-ng:/usr/sbin/trafgen")
+           "netsniff-ng:/usr/sbin/trafgen"
+           # flow export collectors (tests/flows): NetFlow/IPFIX, IPFIX/sFlow
+           "nfdump:/usr/bin/nfcapd" "pmacct:/usr/sbin/nfacctd")
     # container runtimes the Docker driver and the CNI plugin are tested
     # against (each test runs a private daemon), and the image they run
     pkgs+=("docker.io:/usr/sbin/dockerd" "podman:/usr/bin/podman"

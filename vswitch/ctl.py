@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import formatting
+from .flowexport import text as flow_text
 from .client import Client, default_sock
 from .errors import VswitchError
 
@@ -29,7 +30,8 @@ Bridges:
   list-br
   br-exists BR                       exit status 2 if BR does not exist
   set bridge BR KEY=VALUE...         mac_aging, mac_table_size, subnet, gateway, subnet6,
-                                     gateway6, masquerade, external_ids:K (KEY= clears it)
+                                     gateway6, masquerade, external_ids:K, flow export keys
+                                     (below) (KEY= clears it)
   set port PORT KEY=VALUE...         ip (ip=A,B or ip=A ip=B), publish, tag, trunks,
                                      vlan_mode, external_ids:K (KEY= clears it)
 Ports:
@@ -58,6 +60,15 @@ Inspecting:
   show [--json]
   net/show BR [--json]               subnet, gateway, NAT, each port's address
   port/stats [BR] [--json]
+Flow export (KEY= turns an export off or clears a key):
+  set bridge BR netflow=HOST:PORT[,HOST:PORT] [netflow_active_timeout=S]
+                [netflow_idle_timeout=S] [netflow_engine_id=N] [netflow_engine_type=N]
+  set bridge BR ipfix=HOST:PORT [ipfix_sampling=N] [ipfix_obs_domain_id=N]
+                [ipfix_cache_active_timeout=S] [ipfix_cache_idle_timeout=S]
+                [ipfix_cache_max_flows=N] [ipfix_template_interval=S]
+  set bridge BR sflow=HOST:PORT [sflow_sampling=N] [sflow_polling=S] [sflow_header=BYTES]
+                [sflow_agent=IP]
+  flow/stats BR [--json]             flow caches and collectors of BR
 MAC learning:
   fdb/show BR [--json]
   fdb/flush [BR]
@@ -182,7 +193,8 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         _no_settings(inv)
         _nargs(inv, 0)
         return c, {}
-    if c in ("br-exists", "list-ports", "fdb/show", "fdb/stats-show", "net/show"):
+    if c in ("br-exists", "list-ports", "fdb/show", "fdb/stats-show", "net/show",
+             "flow/stats"):
         _allow_options(inv, set())
         _no_settings(inv)
         (br,) = _nargs(inv, 1)
@@ -287,6 +299,7 @@ PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "bond/show": formatting.bond_show,
     "version": lambda r, p: str(r),
     "reload": formatting.reloaded,
+    "flow/stats": flow_text.flow_stats,
 }
 
 

@@ -215,6 +215,7 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
         dp.start()
         sw.start(cfg)
         monitor.attach(loop)
+        sw.upcalls.attach(loop)
         await server.start()
         if docker_plugin:
             plugin = await start_plugin(sw, docker_plugin, loop)
@@ -222,6 +223,7 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
         if pidfile:
             write_atomic(pidfile, f"{os.getpid()}\n".encode())
     except BaseException as e:
+        sw.upcalls.detach()
         sw.stop()
         await server.close()
         if plugin:
@@ -236,6 +238,7 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
     await server.close()
     if plugin:
         await plugin.close()
+    sw.upcalls.detach()
     sw.stop()
     if pidfile:
         pidfile.unlink(missing_ok=True)
