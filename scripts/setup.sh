@@ -37,6 +37,11 @@ if (( want_test )); then
            "ethtool:/usr/sbin/ethtool"
            # flow export collectors (tests/flows): NetFlow/IPFIX, IPFIX/sFlow
            "nfdump:/usr/bin/nfcapd" "pmacct:/usr/sbin/nfacctd")
+    # container runtimes the Docker driver and the CNI plugin are tested
+    # against (each test runs a private daemon), and the image they run
+    pkgs+=("docker.io:/usr/sbin/dockerd" "podman:/usr/bin/podman"
+           "containerd:/usr/bin/containerd" "containernetworking-plugins:/usr/lib/cni/host-local"
+           "busybox-static:/bin/busybox")
 fi
 missing=()
 for entry in "${pkgs[@]}"; do
@@ -58,6 +63,13 @@ if (( ${#missing[@]} )); then
     if [[ " ${missing[*]} " == *" openvswitch-switch "* ]]; then
         systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
     fi
+    # Likewise the host's own dockerd and containerd: the tests run private
+    # ones, and a host dockerd would rewrite the firewall (FORWARD policy DROP).
+    for svc in docker containerd; do
+        if [[ " ${missing[*]} " == *" docker.io "* || " ${missing[*]} " == *" $svc "* ]]; then
+            systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {

@@ -74,8 +74,8 @@ def _add_br(sw: Switch, p: Params) -> None:
     name, settings, may = p.text("bridge"), p.settings(), p.flag("may_exist")
     p.done()
     allowed = ("mac_aging", "mac_table_size", "subnet", "gateway", "masquerade", "subnet6",
-               "gateway6")
-    bad = set(settings) - set(allowed)
+               "gateway6", "external_ids")
+    bad = {k for k in settings if not k.startswith("external_ids:")} - set(allowed)
     if bad:
         raise invalid(f"unknown bridge setting {sorted(bad)[0]!r} ({', '.join(allowed)})")
     sw.add_bridge(name, settings, may)

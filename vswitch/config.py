@@ -26,6 +26,11 @@ Path = tuple[str, ...]
 IFNAME_MAX = 15
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+NETNS_PATH_RE = re.compile(r"^[/A-Za-z0-9_.:@+=,-]+$")
+NETNS_PATH_MAX = 1024
+EXTERNAL_ID_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
+EXTERNAL_ID_VALUE_MAX = 1024
+EXTERNAL_IDS_MAX = 64
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 PORT_TYPES = ("tap", "internal", "system", "bond", "vxlan")
@@ -83,10 +88,42 @@ def check_name(value: Any, path: Path, what: str) -> str:
 
 
 def check_netns(value: Any, path: Path) -> str:
+    """A namespace is a name under /run/netns (what `ip netns` makes) or an
+    absolute path to a namespace file: a bind mount such as Docker's
+    /var/run/docker/netns/ID, or /proc/PID/ns/net as containerd hands to CNI."""
+    if isinstance(value, str) and value.startswith("/"):
+        parts = value.split("/")[1:]
+        if (len(value) > NETNS_PATH_MAX or not all(parts) or ".." in parts or "." in parts
+                or not NETNS_PATH_RE.match(value)):
+            raise ConfigError(path, f"namespace path {value!r} is not valid (an absolute, "
+                                    "normalised path of at most "
+                                    f"{NETNS_PATH_MAX} printable characters)")
+        return value
     if not isinstance(value, str) or not NETNS_RE.match(value):
         raise ConfigError(path, f"namespace name {value!r} is not valid "
-                                "(letters, digits, '_', '.', '-', at most 64)")
+                                "(letters, digits, '_', '.', '-', at most 64; or an "
+                                "absolute path)")
     return value
+
+
+def check_external_ids(value: Any, path: Path) -> tuple[tuple[str, str], ...]:
+    """Open vSwitch's external_ids: a map of strings for the use of whoever
+    manages the record (the Docker driver, the CNI plugin); the switch
+    never interprets it."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, "external_ids must be a table of strings")
+    if len(value) > EXTERNAL_IDS_MAX:
+        raise ConfigError(path, f"external_ids holds at most {EXTERNAL_IDS_MAX} keys")
+    out = []
+    for k, v in value.items():
+        if not isinstance(k, str) or not EXTERNAL_ID_KEY_RE.match(k):
+            raise ConfigError(path, f"external_ids key {k!r} is not valid (letters, digits, "
+                                    "'_', '.', ':', '-', at most 64)")
+        if not isinstance(v, str) or len(v) > EXTERNAL_ID_VALUE_MAX or not v.isprintable():
+            raise ConfigError(path + (k,), f"external_ids value must be a printable string "
+                                           f"of at most {EXTERNAL_ID_VALUE_MAX} characters")
+        out.append((k, v))
+    return tuple(sorted(out))
 
 
 def check_int(value: Any, path: Path, what: str, lo: int, hi: int) -> int:
@@ -205,6 +242,26 @@ def format_trunks(vids: tuple[int, ...]) -> str:
     return ",".join(out)
 
 
+def merge_external_ids(current: Mapping[str, str], key: str, value: Any,
+                       path: Path) -> dict[str, str]:
+    """`external_ids=TABLE` replaces the map (empty clears it);
+    `external_ids:KEY=VALUE` sets one key (an empty value removes it)."""
+    if key == "external_ids":
+        if value in ("", None):
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, "external_ids must be a table of strings "
+                                    "(or use external_ids:KEY=VALUE)")
+        return dict(value)
+    sub = key.split(":", 1)[1]
+    out = dict(current)
+    if value in ("", None):
+        out.pop(sub, None)
+    else:
+        out[sub] = value
+    return out
+
+
 # --- the model -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -230,6 +287,7 @@ class PortConfig:
     bond_detect_mode: str | None = None
     bond_miimon_interval: int | None = None
     bond_rebalance_interval: int | None = None
+    external_ids: tuple[tuple[str, str], ...] = ()
     # published ports (netconfig.py): "HOSTPORT:PORT/PROTO"
     publish: tuple[str, ...] = ()
     # VXLAN tunnels (type = "vxlan"; vxlan.py): Open vSwitch's option names
@@ -280,6 +338,8 @@ class PortConfig:
             out["trunks"] = format_trunks(self.trunks)
         if self.interfaces:
             out["interfaces"] = list(self.interfaces)
+        if self.external_ids:
+            out["external_ids"] = dict(self.external_ids)
         if self.publish:
             out["publish"] = list(self.publish)
         return out
@@ -311,6 +371,7 @@ class BridgeConfig:
     masquerade: bool | None = None
     subnet6: str | None = None        # IPv6: addresses and routes, no NAT
     gateway6: str | None = None
+    external_ids: tuple[tuple[str, str], ...] = ()
 
     @property
     def gateway_address(self) -> ipaddress.IPv4Address:
@@ -354,6 +415,8 @@ class BridgeConfig:
         for key in ("subnet", "gateway", "masquerade", "subnet6", "gateway6"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.external_ids:
+            out["external_ids"] = dict(self.external_ids)
         return out
 
 
@@ -386,15 +449,27 @@ BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
              "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval")
 VXLAN_SCALARS = ("local_ip", "key", "dst_port", "csum", "df_default", "ttl", "udp_gso")
 PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "trunks",
-             "vlan_mode", "interfaces", "publish") + BOND_KEYS + ("remote_ip",) + VXLAN_SCALARS
+             "vlan_mode", "interfaces", "publish", "external_ids") + BOND_KEYS \
+    + ("remote_ip",) + VXLAN_SCALARS
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     """Open vSwitch spells some bond keys with dashes (bond-primary,
-    bond-detect-mode); accept both spellings."""
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    bond-detect-mode); accept both spellings.  `external_ids:KEY` entries
+    (ovs-vsctl's syntax) are folded into the external_ids table."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(k, str) and k.startswith("external_ids:"):
+            ids = out.setdefault("external_ids", {})
+            if isinstance(ids, Mapping):
+                ids = dict(ids)
+                ids[k.split(":", 1)[1]] = v
+                out["external_ids"] = ids
+            continue
+        out[k.replace("-", "_") if k != "external_ids" else k] = v
+    return out
 BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "mirror", "subnet", "gateway",
-               "masquerade", "subnet6", "gateway6")
+               "masquerade", "subnet6", "gateway6", "external_ids")
 
 
 def _table(value: Any, path: Path, what: str) -> Mapping[str, Any]:
@@ -493,9 +568,10 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path,
     if mode == "access" and trunks:
         raise ConfigError(path + ("trunks",), "an access port carries only its tag; "
                           "trunks is not allowed (use a native vlan_mode)")
+    ext = check_external_ids(data.get("external_ids", {}), path + ("external_ids",))
     return PortConfig(name=name, type=ptype, netns=netns, ifname=ifname, ip=ips, mac=mac,
                       mtu=mtu, offload=offload, tag=tag, trunks=trunks, vlan_mode=vlan_mode,
-                      publish=publish, **bond)
+                      publish=publish, external_ids=ext, **bond)
 
 
 def parse_bond_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -556,7 +632,7 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
     from . import netconfig
     from .flowexport.settings import FLOW_KEYS, parse_flow_export
     check_name(name, path, "bridge name")
-    data = _table(data, path, "a bridge")
+    data = normalize_keys(_table(data, path, "a bridge"))
     _unknown_keys(data, BRIDGE_KEYS + FLOW_KEYS, path)
     network = netconfig.parse_bridge_network(data, path)
     aging = check_int(data.get("mac_aging", DEFAULT_MAC_AGING), path + ("mac_aging",),
@@ -582,10 +658,12 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
                                            f"in mac_table_size {size}")
     from .mirror import parse_mirrors   # mirror.py builds on this module
     mirrors = parse_mirrors(data.get("mirror", []), path + ("mirror",), ports)
+    ext = check_external_ids(data.get("external_ids", {}), path + ("external_ids",))
     flows = parse_flow_export(data, path)
     br = BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
                       static_macs=statics, mirrors=mirrors,
-                      flow_export=flows if flows.to_json() else None, **network)
+                      flow_export=flows if flows.to_json() else None,
+                      external_ids=ext, **network)
     netconfig.check_bridge(br)
     return br
 

@@ -31,12 +31,12 @@ Bridges:
   list-br
   br-exists BR                       exit status 2 if BR does not exist
   set bridge BR KEY=VALUE...         mac_aging, mac_table_size, subnet, gateway, subnet6,
-                                     gateway6, masquerade, flow export keys (below)
-                                     (KEY= clears it)
+                                     gateway6, masquerade, external_ids:K, flow export keys
+                                     (below) (KEY= clears it)
   set port PORT KEY=VALUE...         ip (ip=A,B or ip=A ip=B), publish, tag, trunks,
-                                     vlan_mode (KEY= clears it)
+                                     vlan_mode, external_ids:K (KEY= clears it)
 Ports:
-  add-port BR PORT [--may-exist] [type=tap|internal|system] [--netns NS]
+  add-port BR PORT [--may-exist] [type=tap|internal|system] [--netns NS|PATH]
            [--ifname IF] [--ip CIDR]... [--mac MAC] [mtu=N]
            [--publish HOSTPORT:PORT[/tcp|/udp]]...
            [tag=VLAN] [trunks=LIST] [vlan_mode=MODE] [offload=false]

@@ -29,12 +29,15 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
+from .capture import CaptureManager
 from .client import default_sock
-from .config import SwitchConfig
+from .config import ConfigError, SwitchConfig, parse_switch
 from .config_file import ConfigFileError, load_config_file
 from .datapath import Datapath
+from .docker import DEFAULT_PLUGIN_SOCK, start_plugin
+from .docker.http import UnixHttpServer
 from .errors import VswitchError
-from .capture import CaptureManager
+from .managed import keep_managed
 from .monitor import LinkMonitor
 from .netns import NamespaceRegistry
 from .server import ControlServer
@@ -65,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--busy-poll-us", type=int, default=DEFAULT_BUSY_POLL_US, metavar="USEC",
                     help="cap of the adaptive polling window after a burst "
                          f"(default {DEFAULT_BUSY_POLL_US}; 0: never poll)")
+    ap.add_argument("--docker-plugin", nargs="?", const=DEFAULT_PLUGIN_SOCK, default=None,
+                    metavar="PATH", help="serve Docker's remote network driver protocol on "
+                    f"PATH (default {DEFAULT_PLUGIN_SOCK}: the plugin 'vswitch')")
     ap.add_argument("--log-level", default="info",
                     choices=["debug", "info", "warning", "error"])
     ap.add_argument("--log-file", metavar="PATH",
@@ -164,11 +170,20 @@ def load_startup_config(args: argparse.Namespace, db: Path) -> tuple[SwitchConfi
         cfg = load_config_file(args.config)
         system_id = Switch.read_system_id(db)
         try:
-            Switch.read_db(db)
+            stored = Switch.read_db(db)
         except DamagedDatabase as e:
+            stored = None
             kept = keep_aside(db)
             print(f"vswitchd: {e.message}; kept it as {kept}, starting from {args.config}",
                   file=sys.stderr)
+        # the bridges and ports Docker or a CNI runtime made stay (managed.py)
+        merged = keep_managed(stored, cfg)
+        if merged != cfg:
+            try:
+                cfg = parse_switch(merged.to_json())
+            except ConfigError as e:
+                raise VswitchError("EINVAL", f"{args.config} conflicts with what container "
+                                             f"runtimes made (kept from {db}): {e}") from None
         return cfg, system_id
     try:
         cfg = Switch.read_db(db) or SwitchConfig()
@@ -181,7 +196,8 @@ def load_startup_config(args: argparse.Namespace, db: Path) -> tuple[SwitchConfi
 
 async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
                 pidfile: Path | None, report: Callable[[str | None], None],
-                busy_poll_us: int, config_file: Path | None) -> None:
+                busy_poll_us: int, config_file: Path | None,
+                docker_plugin: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -196,6 +212,7 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
                            on_change=[capture.reconcile])
     # Subscribed before any port exists, so no link event is missed.
     monitor = LinkMonitor(sw.on_link_event)
+    plugin: UnixHttpServer | None = None
     try:
         dp.set_busy_poll(busy_poll_us)
         dp.start()
@@ -203,6 +220,8 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
         monitor.attach(loop)
         sw.upcalls.attach(loop)
         await server.start()
+        if docker_plugin:
+            plugin = await start_plugin(sw, docker_plugin, loop)
         loop.add_reader(dp.notify_fd(), _drain_notify, dp.notify_fd())
         if pidfile:
             write_atomic(pidfile, f"{os.getpid()}\n".encode())
@@ -210,6 +229,8 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
         sw.upcalls.detach()
         sw.stop()
         await server.close()
+        if plugin:
+            await plugin.close()
         report(e.message if isinstance(e, VswitchError) else str(e))
         raise
     log.info("vswitchd %s ready on %s (pid %d)", __version__, sock, os.getpid())
@@ -218,6 +239,8 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
     log.info("stopping")
     monitor.close(loop)
     await server.close()
+    if plugin:
+        await plugin.close()
     sw.upcalls.detach()
     sw.stop()
     if pidfile:
@@ -276,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
         config_file = Path(args.config).resolve() if args.config else None
         uvloop.run(serve(cfg, system_id, db, sock, pidfile, report, args.busy_poll_us,
-                         config_file))
+                         config_file, Path(args.docker_plugin) if args.docker_plugin else None))
     except VswitchError:
         return 1
     except Exception:

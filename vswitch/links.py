@@ -16,6 +16,7 @@ import errno
 import functools
 import ipaddress
 import signal
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ def _on_thread(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
 @contextlib.contextmanager
 def _ipr(netns: str | None, what: str) -> Iterator[IPRoute]:
     try:
-        ipr = IPRoute(netns=netns) if netns else IPRoute()
+        # flags=0: never create a namespace here (pyroute2 would, by default,
+        # for a name or path that does not exist); the registry creates ours.
+        ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
     except (OSError, NetlinkError) as e:
         code = getattr(e, "code", None) or getattr(e, "errno", None) or 5
         raise VswitchError.from_errno(code, f"{what}: open netlink in {netns or 'daemon'} "
@@ -120,6 +123,21 @@ def _step(what: str) -> Iterator[None]:
         raise VswitchError.from_errno(e.code, what) from None
 
 
+def enable_ipv6(ifname: str, netns: str | None) -> None:
+    """net.ipv6.conf.IFNAME.disable_ipv6=0 in the namespace (a sysctl of
+    that namespace: written by a helper that enters it)."""
+    knob = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    if netns is None:
+        argv = ["sh", "-c", f"[ ! -e {knob} ] || echo 0 > {knob}"]
+    else:
+        from .netns import netns_file
+        argv = ["nsenter", f"--net={netns_file(netns)}", "--", "sh", "-c",
+                f"[ ! -e {knob} ] || [ $(cat {knob}) = 0 ] || echo 0 > {knob}"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise VswitchError("EIO", f"turn IPv6 on for {ifname}: {r.stderr.strip()}")
+
+
 @netlink_call
 def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
                    mac: str | None = None, mtu: int | None = None,
@@ -145,6 +163,14 @@ def configure_link(name: str, netns: str | None, *, new_name: str | None = None,
                 ipr.link("set", index=index, mtu=mtu)
         for cidr in ips:
             addr, _, plen = cidr.partition("/")
+            if ":" in addr and netns is not None and netns.startswith("/"):
+                # A container runtime's namespace (given by path) may have
+                # IPv6 off for new interfaces (Docker's default.disable_ipv6
+                # =1) and turn it on per interface: the kernel refuses an IPv6
+                # address (EACCES) until it is on for this one, so do as the
+                # runtime did.  A namespace of the user's own (a name) keeps
+                # its setting: there an IPv6 address is refused.
+                enable_ipv6(final, netns)
             with _step(f"add ip {cidr}"):
                 ipr.addr("add", index=index, address=addr, prefixlen=int(plen))
         if up:

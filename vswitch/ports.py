@@ -26,7 +26,7 @@ from .afpacket import open_packet_socket
 from .config import PortConfig
 from .datapath import IFACE_FD, IFACE_PACKET, NO_OFFLOAD, VNET_HDR
 from .errors import VswitchError
-from .netns import NamespaceRegistry, netns_exists
+from .netns import NamespaceRegistry, is_path, netns_exists
 from .tap import open_tap
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,19 @@ class PortFactory:
     def _tap_in_netns(self, cfg: PortConfig) -> Attachment:
         assert cfg.netns
         ifname = cfg.device_name
-        if netns_exists(cfg.netns) and links.get_link(ifname, cfg.netns):
-            raise VswitchError("EEXIST", f"namespace {cfg.netns} already has an "
-                                         f"interface {ifname}")
+        # A namespace given by path (a container's) must be the very one the
+        # port was made in: checked first, so nothing is looked up in another.
+        first_use = is_path(cfg.netns) and not self.namespaces.knows(cfg.netns)
+        if is_path(cfg.netns):
+            self.namespaces.ensure(cfg.netns)
+        try:
+            if netns_exists(cfg.netns) and links.get_link(ifname, cfg.netns):
+                raise VswitchError("EEXIST", f"namespace {cfg.netns} already has an "
+                                             f"interface {ifname}")
+        except BaseException:
+            if first_use:
+                self.namespaces.release(cfg.netns)
+            raise
         created = self.namespaces.ensure(cfg.netns)
         fd = -1
         try:
@@ -98,7 +108,7 @@ class PortFactory:
         except BaseException:
             if fd >= 0:
                 os.close(fd)
-            if created:
+            if created or first_use:
                 self.namespaces.release(cfg.netns)
             raise
         return Attachment(fd, IFACE_FD, self._tap_flags(cfg), info.mtu, ifname, cfg.netns,

@@ -29,6 +29,20 @@ StreamHandler = Callable[[Any, Params, asyncio.StreamReader, asyncio.StreamWrite
 log = logging.getLogger(__name__)
 
 
+async def listen_private(path: Path, serve: Callable[[asyncio.StreamReader,
+                                                     asyncio.StreamWriter], Awaitable[None]],
+                         limit: int) -> asyncio.AbstractServer:
+    """A UNIX socket only root can use: created under umask 0177, so there
+    is no moment when it is wider than 0600."""
+    old = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(serve, path=str(path), limit=limit)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return server
+
+
 class ControlServer:
     def __init__(self, switch: Switch, path: Path,
                  streams: dict[str, StreamHandler] | None = None,
@@ -43,13 +57,8 @@ class ControlServer:
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path.unlink(missing_ok=True)  # stale: we hold the daemon lock
-        old = os.umask(0o177)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve_client, path=str(self.path), limit=protocol.MAX_REQUEST + 1)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
+        self._server = await listen_private(self.path, self._serve_client,
+                                            protocol.MAX_REQUEST + 1)
 
     async def close(self) -> None:
         if self._server:

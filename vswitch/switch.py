@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
-                     check_global, check_int, check_mac, parse_bridge, parse_port,
+                     check_external_ids, check_global, check_int, check_mac,
+                     merge_external_ids, parse_bridge, parse_port,
                      MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
 from . import links, vxlan
 from .bond import Bond
@@ -34,6 +35,7 @@ from .flowexport.manager import FlowExports, PortView
 from .flowexport.settings import FLOW_KEYS, changed_flow_export
 from .netns import NamespaceRegistry
 from .network import NETWORK_KEYS, Network
+from .managed import keep_managed
 from .ports import Attachment, PortFactory
 from .runtime_state import RuntimeState
 from .store import DamagedFile, read_json, write_json
@@ -424,11 +426,14 @@ class Switch(BondCommands, MirrorCommands):
                         raise ConfigError(path, f"{len(new.static_macs)} static entries "
                                                 f"do not fit in {size}")
                     new = replace(new, mac_table_size=size)
+                elif key == "external_ids" or key.startswith("external_ids:"):
+                    ids = merge_external_ids(dict(new.external_ids), key, value, path)
+                    new = replace(new, external_ids=check_external_ids(ids, path))
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
                                             "(mac_aging, mac_table_size, "
                                             f"{', '.join(NETWORK_KEYS)}, netflow*, ipfix*, "
-                                            "sflow*)")
+                                            "sflow*, external_ids)")
             except ConfigError as e:
                 raise _cfg_error(e) from None
         new_cfg = self.config.with_bridge(new)
@@ -621,8 +626,8 @@ class Switch(BondCommands, MirrorCommands):
 
     LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
-                      "bond_miimon_interval", "bond_rebalance_interval", "publish") \
-        + vxlan.LIVE_KEYS
+                      "bond_miimon_interval", "bond_rebalance_interval", "publish",
+                      "external_ids") + vxlan.LIVE_KEYS
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
@@ -638,8 +643,17 @@ class Switch(BondCommands, MirrorCommands):
         if not settings:
             raise invalid("nothing to set")
         merged = cfg.to_json()
-        settings = {k.replace("-", "_"): v for k, v in settings.items()}
+        settings = {k.replace("-", "_") if not k.startswith("external_ids:") else k: v
+                    for k, v in settings.items()}
         for key, value in settings.items():
+            if key == "external_ids" or key.startswith("external_ids:"):
+                try:
+                    merged["external_ids"] = merge_external_ids(
+                        merged.get("external_ids", {}), key, value,
+                        ("bridge", br.name, "port", name, key))
+                except ConfigError as e:
+                    raise _cfg_error(e) from None
+                continue
             if key.startswith("bond_") and cfg.type != "bond":
                 raise invalid(f"{key} is for bonds; {name} is a {cfg.type} port")
             if key in vxlan.VXLAN_KEYS and cfg.type != "vxlan":
@@ -671,6 +685,34 @@ class Switch(BondCommands, MirrorCommands):
         def undo() -> None:
             self._apply_live(rt, name, cfg)
         self._commit(new_cfg, undo)
+
+    def rehome_port(self, name: str, cfg: PortConfig, device: str, netns: str | None) -> None:
+        """Record that a port's device was moved and renamed by someone else
+        (Docker moves the TAP it is handed into the container): the new
+        configuration describes where the device is now, so a restarted
+        daemon re-creates it there.  Nothing is done to the device."""
+        found = self.config.find_port(name)
+        if not found:
+            raise not_found(f"no port named {name}")
+        br, old = found
+        new_cfg = self.network.prepare(
+            self.config.with_bridge(replace(br, ports={**br.ports, name: cfg})), self.config)
+        cfg = new_cfg.bridges[br.name].ports[name]
+        prt = self.bridges[br.name].ports[name]
+        old_att = prt.attachment
+        if old_att is not None:
+            prt.attachment = replace(old_att, device=device, netns=netns)
+        prt.cfg = cfg
+
+        def undo() -> None:
+            prt.cfg, prt.attachment = old, old_att
+        self._commit(new_cfg, undo)
+        if old.netns and old.netns != cfg.netns:
+            self._release_netns(old, new_cfg)
+        # No route is touched: whoever moved the device routes the namespace
+        # now (Docker adds its default route a moment later and fails if one
+        # is there).  A device vswitch re-creates gets its routes as usual.
+        self.network.forget_port(name)
 
     def _release_netns(self, cfg: PortConfig, remaining: SwitchConfig) -> None:
         if cfg.type == "tap" and cfg.netns and cfg.netns not in self._netns_in_use(remaining):
@@ -769,6 +811,7 @@ class Switch(BondCommands, MirrorCommands):
             new = load_config_file(path)
         except ConfigFileError as e:
             raise invalid(str(e)) from None
+        new = keep_managed(self.config, new)           # containers' ports are not the file's
         new = self.network.prepare(new, self.config)   # addresses the file leaves open
         changes = apply_config(self, new)
         if file:
@@ -853,6 +896,8 @@ class Switch(BondCommands, MirrorCommands):
                     entry[key] = getattr(br, key)
             if br.flow_export and br.flow_export.describe():
                 entry["flow_export"] = br.flow_export.describe()
+            if br.external_ids:
+                entry["external_ids"] = dict(br.external_ids)
             out.append(entry)
         return {"bridges": out}
 
@@ -871,10 +916,12 @@ class Switch(BondCommands, MirrorCommands):
                           "ip": e.get("ip", []), "mac": e.get("device_mac"),
                           "publish": e.get("publish", []),
                           "default_route": e.get("default_route"),
-                          "default_route6": e.get("default_route6")})
+                          "default_route6": e.get("default_route6"),
+                          "external_ids": e.get("external_ids", {})})
         local = rt.ports.get(bridge) if br.has_network else None
         out = self.network.describe(br, ports)
         if local is not None:
             out["gateway_mac"] = local.attachment.mac if local.attachment else None
             out["gateway_state"] = self.port_state(local)[0]
+        out["external_ids"] = dict(br.external_ids)
         return out
