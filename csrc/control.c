@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tunnel.h"
 
 /* --- bridges -------------------------------------------------------------- */
 
@@ -287,28 +288,35 @@ void vs_iface_release(struct vs_dp *dp, int i)
     for (int b = 0; b < VS_SLB_BUCKETS; b++)
         if (port->slb_bucket[b] == i)
             port->slb_bucket[b] = VS_UNUSED;
-    if (!ifc->failed)
-        epoll_ctl(dp->epfd, EPOLL_CTL_DEL, ifc->fd, NULL);
-    close(ifc->fd);
+    if (ifc->kind == VS_IFACE_VXLAN)
+        vs_tunnel_release(dp, ifc);   /* its socket may be shared: fd is -1 */
+    if (ifc->fd >= 0) {
+        if (!ifc->failed)
+            epoll_ctl(dp->epfd, EPOLL_CTL_DEL, ifc->fd, NULL);
+        close(ifc->fd);
+    }
     ifc->fd = -1;
     ifc->in_use = false;
 }
 
-static int iface_add_locked(struct vs_dp *dp, int p, int fd, int kind,
-                            uint32_t flags, uint32_t mtu)
+/* Also tunnel.c's way in: a VS_IFACE_VXLAN interface comes with fd -1
+ * (its socket is shared and polled apart). */
+int vs_iface_add_locked(struct vs_dp *dp, int p, int fd, int kind,
+                        uint32_t flags, uint32_t mtu)
 {
     struct vs_port *port = get_port(dp, p);
     if (!port)
         return -ENOENT;
-    if (kind != VS_IFACE_FD && kind != VS_IFACE_PACKET)
+    if (kind != VS_IFACE_FD && kind != VS_IFACE_PACKET &&
+        !(kind == VS_IFACE_VXLAN && fd < 0))
         return -EINVAL;
     if (mtu < 68 || mtu > VS_MAX_FRAME)
         return -EINVAL;
     if (port->n_members >= VS_MAX_BOND_MEMBERS ||
         (port->bond_mode == VS_BOND_NONE && port->n_members >= 1))
         return -EBUSY;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    int fl = fd < 0 ? 0 : fcntl(fd, F_GETFL);
+    if (fd >= 0 && (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
         return -errno;
     for (int i = 0; i < VS_MAX_IFACES; i++) {
         struct vs_iface *ifc = &dp->ifaces[i];
@@ -329,7 +337,7 @@ static int iface_add_locked(struct vs_dp *dp, int p, int fd, int kind,
             .events = EPOLLIN,
             .data.u64 = ((uint64_t)gen << 32) | (uint32_t)i,
         };
-        if (epoll_ctl(dp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        if (fd >= 0 && epoll_ctl(dp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             int err = -errno;
             ifc->in_use = false;
             ifc->fd = -1;
@@ -344,10 +352,12 @@ static int iface_add_locked(struct vs_dp *dp, int p, int fd, int kind,
 int vs_iface_add(vs_dp *dp, int p, int fd, int kind, uint32_t flags,
                  uint32_t mtu)
 {
+    int rc = -EINVAL;
     pthread_mutex_lock(&dp->lock);
-    int rc = iface_add_locked(dp, p, fd, kind, flags, mtu);
+    if (fd >= 0 && kind != VS_IFACE_VXLAN)   /* tunnels: vs_tunnel_add */
+        rc = vs_iface_add_locked(dp, p, fd, kind, flags, mtu);
     pthread_mutex_unlock(&dp->lock);
-    if (rc < 0)
+    if (rc < 0 && fd >= 0)
         close(fd);   /* ownership passed to us whatever happens */
     return rc;
 }
@@ -429,6 +439,8 @@ static int iface_send_locked(struct vs_dp *dp, int i, const uint8_t *frame,
         return -EINVAL;
     if (ifc->failed)
         return -ENETDOWN;
+    if (ifc->kind == VS_IFACE_VXLAN)
+        return -EOPNOTSUPP;
     /* The caller's bytes already hold the header when the interface has
      * one: write them as they are. */
     struct iovec iov = {.iov_base = (void *)(frame + hdr), .iov_len = len - hdr};

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tunnel.h"
 
 #define WAKE_TOKEN UINT64_MAX
 
@@ -114,6 +115,10 @@ static void handle_event(struct vs_dp *dp, const struct epoll_event *ev)
     }
     uint32_t idx = (uint32_t)ev->data.u64;
     uint32_t gen = (uint32_t)(ev->data.u64 >> 32);
+    if (idx >= VS_TUNSOCK_TOKEN) {   /* a tunnel's UDP socket */
+        vs_tunnel_rx(dp, idx - VS_TUNSOCK_TOKEN, gen);
+        return;
+    }
     if (idx >= VS_MAX_IFACES)
         return;
     struct vs_iface *in = &dp->ifaces[idx];
@@ -143,6 +148,7 @@ void vs_run_periodic_locked(struct vs_dp *dp)
         if (br)
             fdb_expire(&br->fdb, now_s, br->ports, br->n_ports);
     }
+    vs_tunnel_periodic(dp);
 }
 
 void vs_dp_run_periodic(vs_dp *dp)
@@ -275,6 +281,7 @@ void vs_dp_free(vs_dp *dp)
             free(dp->bridges[b]);
         }
     }
+    vs_tunnels_free(dp);
     close(dp->epfd);
     close(dp->wake_fd);
     close(dp->notify_fd);

@@ -200,6 +200,7 @@ static int new_entry(struct vs_fdb *f, uint64_t key, uint32_t hash,
     x->last_seen = now_s;
     x->is_static = is_static;
     x->in_use = 1;
+    x->remote = VS_FDB_NO_REMOTE;
     if (is_static) {
         x->prev = x->next = VS_FDB_NIL;
         f->n_static++;
@@ -335,8 +336,10 @@ int fdb_resize(struct vs_fdb *f, uint32_t max_entries,
     for (int p = 0; p < VS_MAX_PORTS; p++) {
         for (uint32_t e = f->lru_head[p]; e != VS_FDB_NIL; e = f->ents[e].next) {
             struct vs_fdb_ent *x = &f->ents[e];
-            new_entry(&next, x->key, fdb_hash(&next, x->key), x->port,
-                      x->last_seen, false, NULL, 0);
+            uint32_t h = fdb_hash(&next, x->key);
+            new_entry(&next, x->key, h, x->port, x->last_seen, false, NULL, 0);
+            /* a tunnel port's entries keep the remote they were learned from */
+            next.ents[next.slots[fdb_find(&next, x->key, h)].entry].remote = x->remote;
         }
     }
     fdb_destroy(f);

@@ -15,6 +15,7 @@
 
 #define VS_FDB_NIL UINT32_MAX
 #define VS_FDB_USED (1ULL << 63)
+#define VS_FDB_NO_REMOTE 0xff
 
 /* The open-addressed index: 16 bytes, four to a cache line.  The port and a
  * 16-bit copy of the last-seen second sit beside the key so a lookup, and a
@@ -33,8 +34,11 @@ struct vs_fdb_ent {
     uint32_t prev, next;  /* per-port LRU list, or the free list (next) */
     uint32_t last_seen;   /* seconds of the datapath clock */
     uint16_t port;
-    uint8_t is_static;
-    uint8_t in_use;
+    uint8_t is_static : 1;
+    uint8_t in_use : 1;
+    uint8_t remote;       /* tunnel ports: index of the remote it came from
+                             (VS_FDB_NO_REMOTE otherwise); the entry stays
+                             24 bytes */
 };
 
 struct vs_fdb {

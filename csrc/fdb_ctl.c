@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tunnel.h"
 
 
 static int fdb_add_static_locked(struct vs_dp *dp, int b, int p,
@@ -79,6 +80,7 @@ static int fdb_dump_locked(struct vs_dp *dp, int b, struct vs_fdb_entry *out,
             out[n].port = sl->port;
             out[n].age = now_s - x->last_seen;
             out[n].is_static = x->is_static;
+            out[n].remote_ip = vs_tunnel_remote_ip(dp, sl->port, x->remote);
         }
         n++;
     }

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tunnel.h"
 
 static inline void drop(struct vs_dp *dp, struct vs_iface *ifc, int reason)
 {
@@ -113,6 +114,14 @@ static inline bool port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_p
     struct vs_iface *out = &dp->ifaces[oi];
     if (out->failed || !out->enabled) {
         drop(dp, out, VS_DROP_IFACE_DOWN);
+        return false;
+    }
+    if (out->kind == VS_IFACE_VXLAN) {
+        /* VXLAN: encapsulation, segmentation and the MTU are tunnel.c's */
+        if (tracing)
+            vs_trace_output(dp, op, out, pkt->vlan, vs_vlan_egress_tagged(op, pkt->vlan));
+        else
+            vs_tunnel_output(dp, pkt, op, out, in, unicast);
         return false;
     }
     if (!takes_offloads(out) && !tracing) {
@@ -242,11 +251,14 @@ static void learn(struct vs_dp *dp, struct vs_bridge *br, struct vs_iface *in,
             vs_trace_step(dp, VS_TRACE_NO_LEARN, vs_mac_is_group(src) ? 1 : 2, 0, 0);
         return;
     }
-    if (tracing)
+    if (tracing) {
         vs_trace_learn(dp, br, pkt, in->port);
-    else
-        fdb_learn(&br->fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
-                  br->ports, br->n_ports);
+        return;
+    }
+    fdb_learn(&br->fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
+              br->ports, br->n_ports);
+    if (in->kind == VS_IFACE_VXLAN)   /* which remote the MAC is behind */
+        vs_tunnel_learned(dp, in, &br->fdb, pkt);
 }
 
 /* The port pkt's destination is learned on, or -1 to flood. */

@@ -79,6 +79,11 @@ static const char *const drop_names[VS_DROP__COUNT] = {
     [VS_DROP_IFACE_DOWN] = "iface_down",
     [VS_DROP_NO_MEMBER] = "no_member",
     [VS_DROP_MIRROR_PORT] = "mirror_port",
+    [VS_DROP_UNKNOWN_REMOTE] = "unknown_remote",
+    [VS_DROP_WRONG_VNI] = "wrong_vni",
+    [VS_DROP_BAD_VXLAN] = "bad_vxlan",
+    [VS_DROP_VXLAN_CUT] = "vxlan_cut",
+    [VS_DROP_FRAG_NEEDED] = "frag_needed",
 };
 
 const char *vs_drop_reason_name(int reason)

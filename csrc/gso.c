@@ -60,14 +60,7 @@ static uint16_t fold(uint32_t sum)
     return (uint16_t)~sum;
 }
 
-/* Layout of the frame's L3/L4 headers, validated. */
-struct l4_layout {
-    bool v6;
-    uint32_t l3, l4, payload;   /* offsets from the Ethernet header */
-    uint8_t proto;
-};
-
-static bool find_layout(const struct vs_pkt *pkt, uint8_t gso, struct l4_layout *lay)
+bool vs_gso_layout(const struct vs_pkt *pkt, uint8_t gso, struct l4_layout *lay)
 {
     uint32_t l3 = pkt->l3_offset, len = pkt->len;
     uint16_t ethertype = vs_rd16(pkt->data + l3 - 2);
@@ -127,7 +120,7 @@ int vs_gso_segment(struct vs_dp *dp, struct vs_pkt *pkt, vs_segment_fn emit,
     uint8_t gso = pkt->vnet.gso_type & ~VNET_GSO_ECN;
     struct l4_layout lay;
     uint32_t mss = pkt->vnet.gso_size;
-    if (mss == 0 || !find_layout(pkt, gso, &lay))
+    if (mss == 0 || !vs_gso_layout(pkt, gso, &lay))
         return -1;
     uint32_t total = pkt->len - lay.payload;
     uint32_t nseg = total == 0 ? 1 : (total + mss - 1) / mss;

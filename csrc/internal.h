@@ -62,7 +62,7 @@ struct vs_iface {
     uint16_t port;
     uint32_t gen;        /* bumped on reuse: stale epoll events are ignored */
     uint32_t mtu;
-    int fd;
+    int fd;              /* -1 for a tunnel: its socket is shared (tunnel.c) */
     uint32_t capture;    /* snap length of capture copies; 0: off (upcall.c) */
     uint32_t claim;      /* VS_CLAIM_* bits (upcall.c) */
     struct vs_iface_stats stats;
@@ -205,6 +205,7 @@ struct vs_dp {
     } tc;
     uint32_t mirror_hits;           /* select_dst mirrors of this frame's outputs */
     bool stage_tx;                  /* queue AF_PACKET output (tx.c) */
+    struct vs_tunnels *tunnels;     /* tunnel sockets and queues (tunnel.c) */
     int ntx;
     struct vs_txent txq[VS_TXQ];
     struct vs_pkt pkts[VS_BATCH];
@@ -225,6 +226,13 @@ void vs_vnet_complete_csum(struct vs_pkt *pkt);
 bool vs_vnet_is_gso(const struct vs_vnet_hdr *h);
 
 /* gso.c */
+/* Layout of a GSO frame's L3/L4 headers, validated against its length. */
+struct l4_layout {
+    bool v6;
+    uint32_t l3, l4, payload;   /* offsets from the Ethernet header */
+    uint8_t proto;
+};
+bool vs_gso_layout(const struct vs_pkt *pkt, uint8_t gso, struct l4_layout *lay);
 typedef void (*vs_segment_fn)(struct vs_dp *dp, struct vs_pkt *seg, void *ctx);
 /* Cut a GSO frame into MSS-sized frames with complete checksums, calling
  * emit for each; -1 (nothing emitted) when its headers do not allow it. */
@@ -293,6 +301,10 @@ void vs_tx_flush(struct vs_dp *dp);
 /* io.c */
 int vs_rx_burst(struct vs_dp *dp, struct vs_iface *in);
 void vs_iface_fail(struct vs_dp *dp, struct vs_iface *ifc);
+
+/* control.c */
+int vs_iface_add_locked(struct vs_dp *dp, int p, int fd, int kind,
+                        uint32_t flags, uint32_t mtu);
 
 /* upcall.c */
 int vs_upcall_init(struct vs_upcall_queue *q);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tunnel.h"
 
 static inline void count_tx(struct vs_iface *out, uint32_t len)
 {
@@ -150,6 +151,7 @@ static void send_queued(struct vs_dp *dp, struct vs_iface *out,
 
 void vs_tx_flush(struct vs_dp *dp)
 {
+    vs_tunnel_flush(dp);   /* encapsulated frames point into the same buffers */
     int n = dp->ntx;
     if (n == 0)
         return;

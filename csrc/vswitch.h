@@ -42,13 +42,14 @@
 #define VS_DEFAULT_MAC_TABLE_SIZE 8192
 #define VS_VNET_HDR_LEN 10
 #define VS_MAX_FRAME 65535
-#define VS_DROP_SLOTS 16
+#define VS_DROP_SLOTS 32
 #define VS_SLB_BUCKETS 256
 
 /* How an interface's file descriptor is read. */
 enum vs_iface_kind {
     VS_IFACE_FD = 1,      /* read()/write() of whole frames: TAP, socketpair */
-    VS_IFACE_PACKET = 2   /* AF_PACKET socket: VLAN tag may arrive in auxdata */
+    VS_IFACE_PACKET = 2,  /* AF_PACKET socket: VLAN tag may arrive in auxdata */
+    VS_IFACE_VXLAN = 3    /* a VXLAN tunnel (vs_tunnel_add): no fd of its own */
 };
 
 /* Interface flags (vs_iface_add). */
@@ -87,7 +88,13 @@ enum vs_drop_reason {
     VS_DROP_NO_MEMBER = 10,    /* bond has no enabled member */
     VS_DROP_MIRROR_PORT = 11,  /* received on, or learned on, a port reserved
                                 * for a mirror's output */
-    VS_DROP__COUNT = 12
+    /* VXLAN tunnels (tunnel.c) */
+    VS_DROP_UNKNOWN_REMOTE = 12, /* datagram from an address no tunnel knows */
+    VS_DROP_WRONG_VNI = 13,    /* from a known remote, with a VNI it has no port for */
+    VS_DROP_BAD_VXLAN = 14,    /* VXLAN flags other than I, or reserved bits set */
+    VS_DROP_VXLAN_CUT = 15,    /* datagram shorter than the VXLAN header */
+    VS_DROP_FRAG_NEEDED = 16,  /* too big for the tunnel with DF: ICMP sent back */
+    VS_DROP__COUNT = 17
 };
 
 /* Every frame read from an interface is counted once in rx_packets and
@@ -115,6 +122,8 @@ struct vs_fdb_entry {
     int32_t port;
     uint32_t age;        /* seconds since last seen */
     uint8_t is_static;
+    uint32_t remote_ip;  /* tunnel ports: the remote it was learned from
+                            (network byte order); 0 otherwise */
 };
 
 struct vs_fdb_stats {
@@ -422,6 +431,52 @@ int vs_fdb_dump(vs_dp *dp, int br, struct vs_fdb_entry *out, int max);
 int vs_fdb_stats(vs_dp *dp, int br, struct vs_fdb_stats *out);
 /* The port a (vlan, mac) is learned on, or -ENOENT. */
 int vs_fdb_lookup(vs_dp *dp, int br, uint16_t vlan, const uint8_t *mac);
+
+/* --- VXLAN tunnels (tunnel.c) -------------------------------------------------
+ *
+ * A tunnel is an interface of a port, like a TAP, but with no fd of its
+ * own: frames leave as VXLAN over UDP to each remote (head-end
+ * replication for floods; known unicast to the remote the MAC was learned
+ * from) and arrive on a UDP socket bound to local_ip:dst_port that every
+ * tunnel with that address and port shares, told apart by VNI and by the
+ * sender's address.  IPv4 underlay only.  Addresses are in network byte
+ * order, ports in host byte order. */
+#define VS_MAX_REMOTES 64
+#define VS_TUN_F_CSUM 1     /* compute the outer UDP checksum (the kernel's udpcsum) */
+#define VS_TUN_F_DF 2       /* set DF on the outer header (oversize frames then drop) */
+#define VS_TUN_F_UDP_GSO 4  /* send 64 KB TCP segments as one UDP_SEGMENT send */
+
+struct vs_tunnel_cfg {
+    uint32_t vni;           /* 0 .. 2^24 - 1 */
+    uint32_t local_ip;      /* 0: any address of the daemon's namespace */
+    uint16_t dst_port;
+    uint8_t ttl;            /* 0: 64 */
+    uint32_t flags;         /* VS_TUN_F_* */
+};
+
+struct vs_remote_stats {
+    uint32_t ip;
+    uint32_t src_ip;        /* the source address the route to ip picks, 0 none */
+    uint64_t rx_packets;
+    uint64_t rx_bytes;
+    uint64_t tx_packets;
+    uint64_t tx_bytes;
+    uint64_t tx_errors;
+};
+
+/* Attach a tunnel interface to port (which must have none).  mtu is the
+ * inner MTU (the underlay's minus 50).  Opens or shares the receiving UDP
+ * socket; -EADDRINUSE and the like come from its bind().  Returns the
+ * interface id. */
+int vs_tunnel_add(vs_dp *dp, int port, const struct vs_tunnel_cfg *cfg,
+                  const uint32_t *remotes, int n_remotes, uint32_t mtu);
+/* Replace the remote list.  Learned MACs keep their remote when it stays
+ * and are forgotten when it goes; counters of remaining remotes are kept. */
+int vs_tunnel_set_remotes(vs_dp *dp, int iface, const uint32_t *remotes,
+                          int n_remotes);
+/* Copies up to max remotes' counters; returns the number of remotes. */
+int vs_tunnel_remote_stats(vs_dp *dp, int iface, struct vs_remote_stats *out,
+                           int max);
 
 /* --- flow accounting (flow.c) ------------------------------------------------ */
 

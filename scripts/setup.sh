@@ -34,6 +34,7 @@ fi
 if (( want_test )); then
     pkgs+=("iperf3:/usr/bin/iperf3" "openvswitch-switch:/usr/sbin/ovs-vswitchd"
            "netsniff-ng:/usr/sbin/trafgen" "tcpdump:/usr/bin/tcpdump"
+           "ethtool:/usr/sbin/ethtool"
            # flow export collectors (tests/flows): NetFlow/IPFIX, IPFIX/sFlow
            "nfdump:/usr/bin/nfcapd" "pmacct:/usr/sbin/nfacctd")
     # container runtimes the Docker driver and the CNI plugin are tested

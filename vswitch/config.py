@@ -33,7 +33,7 @@ EXTERNAL_ID_VALUE_MAX = 1024
 EXTERNAL_IDS_MAX = 64
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
-PORT_TYPES = ("tap", "internal", "system", "bond")
+PORT_TYPES = ("tap", "internal", "system", "bond", "vxlan")
 BOND_MODES = ("active-backup", "balance-slb")
 BOND_DETECT_MODES = ("carrier", "miimon")
 BOND_DELAY_RANGE = (0, 3_600_000)          # milliseconds
@@ -44,7 +44,8 @@ VLAN_MODES = ("access", "trunk", "native-tagged", "native-untagged")
 MAC_AGING_RANGE = (1, 1_000_000)
 MAC_TABLE_SIZE_RANGE = (1, 4_194_304)
 # A TAP's largest MTU is 65535 less its 14-byte Ethernet header (the
-# kernel's tun max_mtu); every port with an mtu setting is a TAP.
+# kernel's tun max_mtu); every port with an mtu setting is a TAP (or a
+# tunnel, whose inner MTU vxlan.py bounds further).
 MTU_RANGE = (68, 65521)
 DEFAULT_MAC_AGING = 300
 DEFAULT_MAC_TABLE_SIZE = 8192
@@ -289,6 +290,15 @@ class PortConfig:
     external_ids: tuple[tuple[str, str], ...] = ()
     # published ports (netconfig.py): "HOSTPORT:PORT/PROTO"
     publish: tuple[str, ...] = ()
+    # VXLAN tunnels (type = "vxlan"; vxlan.py): Open vSwitch's option names
+    remote_ip: tuple[str, ...] = ()
+    local_ip: str | None = None
+    key: int | None = None
+    dst_port: int | None = None
+    csum: bool | None = None
+    df_default: bool | None = None
+    ttl: int | None = None
+    udp_gso: bool | None = None
 
     def bond_setting(self, key: str) -> Any:
         """A bond key's value, or its default (Open vSwitch's)."""
@@ -314,10 +324,13 @@ class PortConfig:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
-        for key in ("netns", "ifname", "mac", "mtu", "offload", "tag", "vlan_mode") + BOND_KEYS:
+        for key in ("netns", "ifname", "mac", "mtu", "offload", "tag", "vlan_mode") + BOND_KEYS \
+                + VXLAN_SCALARS:
             v = getattr(self, key)
             if v is not None:
                 out[key] = v
+        if self.remote_ip:
+            out["remote_ip"] = list(self.remote_ip)
         if self.ip:
             out["ip"] = list(self.ip)
         if self.trunks:
@@ -434,8 +447,10 @@ class SwitchConfig:
 
 BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
              "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval")
+VXLAN_SCALARS = ("local_ip", "key", "dst_port", "csum", "df_default", "ttl", "udp_gso")
 PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "trunks",
-             "vlan_mode", "interfaces", "publish", "external_ids") + BOND_KEYS
+             "vlan_mode", "interfaces", "publish", "external_ids") + BOND_KEYS \
+    + ("remote_ip",) + VXLAN_SCALARS
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -527,6 +542,11 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path,
             if key in data:
                 raise ConfigError(path + (key,), f"{key} is for bonds (type = \"bond\")")
     bond = parse_bond_settings(data, path) if ptype == "bond" else {}
+    from . import vxlan   # imports this module: here, not at the top
+    if ptype == "vxlan":
+        bond = vxlan.parse_vxlan_settings(data, path)
+    else:
+        vxlan.reject_vxlan_keys(data, path, ptype)
     if ptype == "tap" and ifname is not None and netns is None and ifname != name:
         raise ConfigError(path + ("ifname",), "ifname needs netns (without one the TAP "
                                               "keeps the port's name)")
@@ -672,7 +692,8 @@ def check_global(cfg: SwitchConfig) -> None:
                 raise ConfigError(path, f"port {port.name!r} is already on bridge "
                                         f"{owner[port.name]!r}")
             owner[port.name] = br.name
-            used = port.interfaces if port.type == "bond" else (port.device_name,)
+            used = port.interfaces if port.type == "bond" else (
+                () if port.type == "vxlan" else (port.device_name,))
             for dev_name in used:
                 dev = (port.netns if port.type == "tap" else None, dev_name)
                 if dev in devices:
@@ -681,3 +702,5 @@ def check_global(cfg: SwitchConfig) -> None:
                                             f"used by port {devices[dev]!r}")
                 devices[dev] = port.name
     netconfig.check_global(cfg)
+    from .vxlan import check_clashes
+    check_clashes(cfg)

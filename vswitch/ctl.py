@@ -40,6 +40,10 @@ Ports:
            [--ifname IF] [--ip CIDR]... [--mac MAC] [mtu=N]
            [--publish HOSTPORT:PORT[/tcp|/udp]]...
            [tag=VLAN] [trunks=LIST] [vlan_mode=MODE] [offload=false]
+  add-port BR PORT type=vxlan remote_ip=IP[,IP...] [local_ip=IP] [key=VNI]
+           [dst_port=4789] [csum=true] [df_default=false] [ttl=64] [mtu=N]
+           [udp_gso=false]
+  set port PORT remote_ip=.. key=.. ...  a tunnel's settings, live
   del-port [BR] PORT [--if-exists]
   list-ports BR
 Bonds:

@@ -7,6 +7,9 @@ configuration change or per ``show``), never per frame.
 """
 from __future__ import annotations
 
+import ipaddress
+import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -19,6 +22,8 @@ DROP_REASONS: tuple[str, ...] = tuple(
 
 IFACE_FD = lib.VS_IFACE_FD
 IFACE_PACKET = lib.VS_IFACE_PACKET
+IFACE_VXLAN = lib.VS_IFACE_VXLAN
+MAX_REMOTES = lib.VS_MAX_REMOTES
 VNET_HDR = lib.VS_IFACE_F_VNET_HDR
 NO_OFFLOAD = lib.VS_IFACE_F_NO_OFFLOAD
 
@@ -86,6 +91,17 @@ class IfaceStats:
                 "drops": dict(self.drops)}
 
 
+def ip_be(addr: str | None) -> int:
+    """An IPv4 address as the engine keeps it (network byte order in a u32)."""
+    if not addr:
+        return 0
+    return int.from_bytes(socket.inet_aton(str(ipaddress.IPv4Address(addr))), sys.byteorder)
+
+
+def ip_str(raw: int) -> str | None:
+    return socket.inet_ntoa(raw.to_bytes(4, sys.byteorder)) if raw else None
+
+
 @dataclass(frozen=True)
 class UpcallStats:
     queued: dict[str, int]      # by reason
@@ -125,6 +141,18 @@ class FdbEntry:
     mac: str
     age: int
     is_static: bool
+    remote: str | None = None   # tunnel ports: the remote the MAC is behind
+
+
+@dataclass(frozen=True)
+class RemoteStats:
+    ip: str
+    src_ip: str | None     # the source address the route to ip picks; None: no route
+    rx_packets: int
+    rx_bytes: int
+    tx_packets: int
+    tx_bytes: int
+    tx_errors: int
 
 
 @dataclass(frozen=True)
@@ -299,6 +327,36 @@ class Datapath:
     def inject(self, iface: int, frame: bytes) -> None:
         _check(lib.vs_dp_inject(self._dp, iface, frame, len(frame)), "inject frame")
 
+    # --- VXLAN tunnels -------------------------------------------------------------
+    def add_tunnel(self, port: int, vni: int, remotes: Iterable[str], local_ip: str | None,
+                   dst_port: int, mtu: int, ttl: int = 0, csum: bool = True,
+                   df: bool = False, udp_gso: bool = False) -> int:
+        """Attach a VXLAN tunnel interface to port; returns its interface id."""
+        cfg = ffi.new("struct vs_tunnel_cfg *")
+        cfg.vni = vni
+        cfg.local_ip = ip_be(local_ip)
+        cfg.dst_port = dst_port
+        cfg.ttl = ttl
+        cfg.flags = ((lib.VS_TUN_F_CSUM if csum else 0) | (lib.VS_TUN_F_DF if df else 0)
+                     | (lib.VS_TUN_F_UDP_GSO if udp_gso else 0))
+        ips = [ip_be(r) for r in remotes]
+        arr = ffi.new("uint32_t[]", ips)
+        what = f"open VXLAN socket {local_ip or '0.0.0.0'}:{dst_port}"
+        return _check(lib.vs_tunnel_add(self._dp, port, cfg, arr, len(ips), mtu), what)
+
+    def set_tunnel_remotes(self, iface: int, remotes: Iterable[str]) -> None:
+        ips = [ip_be(r) for r in remotes]
+        arr = ffi.new("uint32_t[]", ips)
+        _check(lib.vs_tunnel_set_remotes(self._dp, iface, arr, len(ips)), "set remotes")
+
+    def tunnel_remote_stats(self, iface: int) -> list[RemoteStats]:
+        buf = ffi.new("struct vs_remote_stats[]", MAX_REMOTES)
+        n = _check(lib.vs_tunnel_remote_stats(self._dp, iface, buf, MAX_REMOTES),
+                   "remote statistics")
+        return [RemoteStats(ip_str(r.ip) or "0.0.0.0", ip_str(r.src_ip), r.rx_packets,
+                            r.rx_bytes, r.tx_packets, r.tx_bytes, r.tx_errors)
+                for r in buf[0:n]]
+
     # --- the upcall channel (vswitch/upcall.py drains it) ------------------------
     def upcall_fd(self) -> int:
         return lib.vs_upcall_fd(self._dp)
@@ -385,7 +443,8 @@ class Datapath:
             buf = ffi.new("struct vs_fdb_entry[]", cap)
             n = _check(lib.vs_fdb_dump(self._dp, br, buf, cap), "dump FDB")
             if n <= cap:
-                return [FdbEntry(e.port, e.vlan, mac_str(e.mac), e.age, bool(e.is_static))
+                return [FdbEntry(e.port, e.vlan, mac_str(e.mac), e.age, bool(e.is_static),
+                                 ip_str(e.remote_ip))
                         for e in buf[0:n]]
             cap = n + 64  # the table grew between calls: try again, larger
 

@@ -27,8 +27,15 @@ def _port_details(p: dict[str, Any]) -> list[str]:
         out.append("ip: " + ", ".join(p["ip"]))
     if p.get("device_mac"):
         out.append(f"mac: {p['device_mac']}")
+    if p["type"] == "vxlan":
+        out.append("remote_ip: " + ",".join(p.get("remote_ip", ())))
+        out.append(f"key: {p.get('key', 0)}")
+        if p.get("local_ip"):
+            out.append(f"local_ip: {p['local_ip']}")
+        out.append(f"dst_port: {p.get('dst_port', 4789)}")
     if p.get("device_mtu"):
-        out.append(f"mtu: {p['device_mtu']}")
+        inner = " (inner)" if p["type"] == "vxlan" else ""
+        out.append(f"mtu: {p['device_mtu']}{inner}")
     if p.get("local"):
         out.append("the bridge's own port (gateway)")
     return out
@@ -64,6 +71,8 @@ def show(result: dict[str, Any], params: dict[str, Any]) -> str:
             net = _port_network(p)
             if net:
                 out.append("        " + net)
+            if p.get("warning"):
+                out.append("        warning: " + p["warning"])
     return "\n".join(out) if out else "(no bridges)"
 
 
@@ -122,10 +131,15 @@ def net_show(result: dict[str, Any], params: dict[str, Any]) -> str:
 
 def fdb_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
     width = max([4] + [len(r["port"]) for r in result])
-    out = [f"{'port':>{width}}  VLAN  MAC                Age"]
+    # Tunnel ports: the remote the MAC is behind, on the same line.
+    remotes = any(r.get("remote") for r in result)
+    out = [f"{'port':>{width}}  VLAN  MAC                Age" + ("  Remote" if remotes else "")]
     for r in result:
         age = "static" if r["static"] else str(r["age"])
-        out.append(f"{r['port']:>{width}}  {r['vlan']:4d}  {r['mac']}  {age:>6}")
+        line = f"{r['port']:>{width}}  {r['vlan']:4d}  {r['mac']}  {age:>6}"
+        if r.get("remote"):
+            line += f"  {r['remote']}"
+        out.append(line)
     return "\n".join(out)
 
 
@@ -153,6 +167,11 @@ def port_stats(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
         out.append(f"    tx pkts={r['tx_packets']}, bytes={r['tx_bytes']}")
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"
         out.append(f"    drops: {dropped}")
+        for rem in r.get("remotes", ()):
+            src = f" from {rem['source']}" if rem.get("source") else " (no route)"
+            out.append(f"    remote {rem['remote']}{src}: rx pkts={rem['rx_packets']}, "
+                       f"bytes={rem['rx_bytes']}; tx pkts={rem['tx_packets']}, "
+                       f"bytes={rem['tx_bytes']}, errors={rem['tx_errors']}")
     return "\n".join(out)
 
 

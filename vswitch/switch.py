@@ -25,7 +25,7 @@ from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchCon
                      check_external_ids, check_global, check_int, check_mac,
                      merge_external_ids, parse_bridge, parse_port,
                      MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
-from . import links
+from . import links, vxlan
 from .bond import Bond
 from .bond_commands import BondCommands
 from .mirror import MirrorCommands
@@ -55,6 +55,7 @@ class PortRuntime:
     bond: Bond | None = None
     member_index: dict[str, int] = field(default_factory=dict)  # bond member -> ifindex
     member_atts: dict[str, Attachment] = field(default_factory=dict)
+    tunnel: vxlan.TunnelState | None = None                      # vxlan ports
 
 
 @dataclass
@@ -317,12 +318,33 @@ class Switch(BondCommands, MirrorCommands):
         if old.ip != cfg.ip and prt.attachment is not None:
             att = prt.attachment
             links.change_addresses(att.device, att.netns, old=old.ip, new=cfg.ip)
+        if cfg.type == "vxlan" and old != cfg and prt.ifaces:
+            self._retune_tunnel(rt, prt, cfg)
         self.dp.set_vlan(prt.port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
         prt.cfg = cfg
         if prt.bond:
             prt.bond.reconfigure(cfg)
         if old.ip != cfg.ip:
             self.network.sync_port(rt.name, prt)
+
+    def _retune_tunnel(self, rt: BridgeRuntime, prt: PortRuntime, cfg: PortConfig) -> None:
+        """New remotes in place (learned MACs of remotes that stay are kept);
+        any other tunnel setting replaces the interface on the same port."""
+        old = prt.cfg
+        if vxlan.only_remotes_changed(old, cfg):
+            if old.remote_ip != cfg.remote_ip:
+                self.dp.set_tunnel_remotes(prt.ifaces[0], cfg.remote_ip)
+            return
+        self.dp.del_iface(prt.ifaces[0])
+        prt.ifaces = []
+        try:
+            iface, prt.tunnel = vxlan.attach(self.dp, prt.port_id, cfg)
+        except BaseException:
+            iface, prt.tunnel = vxlan.attach(self.dp, prt.port_id, old)   # as it was
+            prt.ifaces = [iface]
+            raise
+        prt.ifaces = [iface]
+        self.dp.fdb_flush(rt.br_id, prt.port_id)
 
     def stop(self) -> None:
         """Close every device and remove the namespaces we created.  System
@@ -496,6 +518,11 @@ class Switch(BondCommands, MirrorCommands):
         if prt.cfg.type == "bond":
             self._attach_bond(prt, strict)
             return
+        if prt.cfg.type == "vxlan":
+            iface, prt.tunnel = vxlan.attach(self.dp, prt.port_id, prt.cfg)
+            prt.ifaces = [iface]
+            prt.error = None
+            return
         att = self._note_brought_up(self.factory.create(prt.cfg))
         try:
             iface = self.dp.add_iface(prt.port_id, att.fd, att.kind, att.flags, att.mtu)
@@ -600,7 +627,7 @@ class Switch(BondCommands, MirrorCommands):
     LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
                       "bond_miimon_interval", "bond_rebalance_interval", "publish",
-                      "external_ids")
+                      "external_ids") + vxlan.LIVE_KEYS
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
@@ -629,7 +656,10 @@ class Switch(BondCommands, MirrorCommands):
                 continue
             if key.startswith("bond_") and cfg.type != "bond":
                 raise invalid(f"{key} is for bonds; {name} is a {cfg.type} port")
-            if key not in self.LIVE_PORT_KEYS:
+            if key in vxlan.VXLAN_KEYS and cfg.type != "vxlan":
+                raise invalid(f"{key} is for vxlan ports; {name} is a {cfg.type} port")
+            tunnel_mtu = key == "mtu" and cfg.type == "vxlan"   # the inner MTU: live
+            if key not in self.LIVE_PORT_KEYS and not tunnel_mtu:
                 if key in PortConfig.__dataclass_fields__:
                     raise invalid(f"{key} of a port cannot be changed live "
                                   "(del-port and add-port it again)")
@@ -752,7 +782,9 @@ class Switch(BondCommands, MirrorCommands):
         rt = self.bridges[bridge]
         names = {p.port_id: n for n, p in rt.ports.items()}
         rows = [{"port": names.get(e.port, str(e.port)), "vlan": e.vlan, "mac": e.mac,
-                 "age": None if e.is_static else e.age, "static": e.is_static}
+                 "age": None if e.is_static else e.age, "static": e.is_static,
+                 # tunnel ports: the remote the MAC is behind
+                 **({"remote": e.remote} if e.remote else {})}
                 for e in self.dp.fdb_dump(rt.br_id)]
         rows.sort(key=lambda r: (r["port"], r["vlan"], r["mac"]))
         return rows
@@ -813,8 +845,15 @@ class Switch(BondCommands, MirrorCommands):
                 total = IfaceStats()
                 for i in prt.ifaces:
                     total += self.dp.iface_stats(i)
-                rows.append({"bridge": n, "port": pname, "ofport": self.dp_ofport(n, pname),
-                             **total.to_json()})
+                row = {"bridge": n, "port": pname, "ofport": self.dp_ofport(n, pname),
+                       **total.to_json()}
+                if prt.cfg.type == "vxlan" and prt.ifaces:
+                    row["remotes"] = [{"remote": r.ip, "source": r.src_ip,
+                                       "rx_packets": r.rx_packets, "rx_bytes": r.rx_bytes,
+                                       "tx_packets": r.tx_packets, "tx_bytes": r.tx_bytes,
+                                       "tx_errors": r.tx_errors}
+                                      for r in self.dp.tunnel_remote_stats(prt.ifaces[0])]
+                rows.append(row)
         return rows
 
     def _port_entry(self, bridge: str, prt: PortRuntime) -> dict[str, Any]:
@@ -830,6 +869,12 @@ class Switch(BondCommands, MirrorCommands):
             entry["device"] = prt.attachment.device
             entry["device_mac"] = prt.attachment.mac
             entry["device_mtu"] = prt.attachment.mtu
+        if prt.tunnel and prt.ifaces:
+            entry["device_mtu"] = prt.tunnel.mtu      # the inner MTU
+            entry["mtu_from"] = prt.tunnel.mtu_from
+            note = vxlan.state_note(pcfg)
+            if note:
+                entry["warning"] = note
         for version, route in self.network.routes.get(pcfg.name, {}).items():
             entry["default_route" if version == 4 else "default_route6"] = route
         return entry
