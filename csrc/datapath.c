@@ -78,6 +78,8 @@ vs_dp *vs_dp_new(void)
     dp->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!dp->bufs || !dp->seg_buf || dp->epfd < 0 || dp->wake_fd < 0 || dp->notify_fd < 0)
         goto fail;
+    if (vs_upcall_init(&dp->upq) < 0)
+        goto fail;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_TOKEN};
     if (epoll_ctl(dp->epfd, EPOLL_CTL_ADD, dp->wake_fd, &ev) < 0)
         goto fail;
@@ -274,6 +276,7 @@ void vs_dp_free(vs_dp *dp)
     close(dp->epfd);
     close(dp->wake_fd);
     close(dp->notify_fd);
+    vs_upcall_destroy(&dp->upq);
     pthread_mutex_destroy(&dp->lock);
     free(dp->bufs);
     free(dp->seg_buf);

@@ -148,6 +148,14 @@ static inline bool reserved_dst(const uint8_t *d)
            d[4] == 0 && (d[5] & 0xf0) == 0;
 }
 
+/* A link-local frame the control plane asked for (vs_iface_set_claim):
+ * LACPDUs are slow-protocol frames (ethertype 0x8809) to 01:80:c2:00:00:02. */
+static inline bool claimed(const struct vs_iface *in, const uint8_t *d,
+                           const struct vs_parsed *ps)
+{
+    return (in->claim & VS_CLAIM_LACP) && d[5] == 0x02 && ps->ethertype == 0x8809;
+}
+
 /* First pass: true if the frame may be forwarded. */
 static bool classify(struct vs_dp *dp, struct vs_iface *in,
                      struct vs_port *inp, struct vs_fdb *fdb,
@@ -169,7 +177,10 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
         return false;
     }
     if (reserved_dst(pkt->data)) {
-        drop(in, VS_DROP_RESERVED_DST);
+        if (in->claim && claimed(in, pkt->data, &ps))
+            vs_upcall_claimed(dp, in, pkt);
+        else
+            drop(in, VS_DROP_RESERVED_DST);
         return false;
     }
     if (!vs_vlan_ingress(inp, pkt, &ps)) {
@@ -200,6 +211,8 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
     uint32_t now_s = (uint32_t)(vs_now_ms_locked(dp) / 1000);
     bool ok[VS_BATCH];
     dp->stage_tx = true;
+    if (in->capture)
+        vs_upcall_capture_rx(dp, in, pkts, n);
 
     for (int i = 0; i < n; i++) {
         in->stats.rx_packets++;

@@ -63,6 +63,8 @@ struct vs_iface {
     uint32_t gen;        /* bumped on reuse: stale epoll events are ignored */
     uint32_t mtu;
     int fd;
+    uint32_t capture;    /* snap length of capture copies; 0: off (upcall.c) */
+    uint32_t claim;      /* VS_CLAIM_* bits (upcall.c) */
     struct vs_iface_stats stats;
 };
 
@@ -126,6 +128,20 @@ struct vs_pkt {
     uint32_t src_hash, dst_hash;
 };
 
+/* The upcall ring (upcall.c).  head and tail count bytes from the start
+ * and only grow; a record sits at (offset % size), 8-byte aligned: a
+ * struct vs_upcall then its frame.  Guarded by its own lock. */
+struct vs_upcall_queue {
+    pthread_mutex_t lock;
+    uint8_t *ring;
+    uint32_t size;           /* a power of two */
+    uint64_t head, tail;
+    uint32_t count;
+    bool signalled;          /* fd made readable and not yet reset */
+    int fd;                  /* eventfd */
+    struct vs_upcall_stats stats;
+};
+
 struct vs_dp {
     pthread_mutex_t lock;
     pthread_t thread;
@@ -138,6 +154,8 @@ struct vs_dp {
     uint32_t busy_poll_us;
     int64_t next_periodic_ms;
     uint64_t seed;
+
+    struct vs_upcall_queue upq;
 
     struct vs_bridge *bridges[VS_MAX_BRIDGES];
     struct vs_port ports[VS_MAX_PORTS];
@@ -198,6 +216,28 @@ void vs_tx_flush(struct vs_dp *dp);
 /* io.c */
 int vs_rx_burst(struct vs_dp *dp, struct vs_iface *in);
 void vs_iface_fail(struct vs_dp *dp, struct vs_iface *ifc);
+
+/* upcall.c */
+int vs_upcall_init(struct vs_upcall_queue *q);
+void vs_upcall_destroy(struct vs_upcall_queue *q);
+/* Queue a frame for the control plane (lock held: the producers are the
+ * forwarding thread and control calls that forward, never both at once).
+ * The caller fills meta's reason, bridge, port, iface, direction and args;
+ * orig_len, len and time_ns are set here.  The frame is the iov pieces
+ * less their first skip bytes (a virtio-net header); at most snaplen bytes
+ * are copied.  false: the ring had no room, counted as dropped. */
+bool vs_upcall_put(struct vs_dp *dp, struct vs_upcall *meta,
+                   const struct iovec *iov, int iovcnt, uint32_t skip,
+                   uint32_t snaplen);
+/* Capture copies of frames received (a burst) or sent (one frame as iov
+ * pieces); called only when ifc->capture is set. */
+void vs_upcall_capture_rx(struct vs_dp *dp, struct vs_iface *in,
+                          const struct vs_pkt *pkts, int n);
+void vs_upcall_capture_tx(struct vs_dp *dp, struct vs_iface *out,
+                          const struct iovec *iov, int iovcnt, uint32_t skip);
+/* A frame the interface claimed (LACP): queued, counted in rx_upcall. */
+void vs_upcall_claimed(struct vs_dp *dp, struct vs_iface *in,
+                       const struct vs_pkt *pkt);
 
 /* datapath.c */
 int64_t vs_now_ms_locked(struct vs_dp *dp);

@@ -64,6 +64,8 @@ int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
         return -err;
     }
     count_tx(out, frame_len);
+    if (out->capture)
+        vs_upcall_capture_tx(dp, out, v, k, out->vnet ? VS_VNET_HDR_LEN : 0);
     return 0;
 }
 
@@ -135,8 +137,13 @@ static void send_queued(struct vs_dp *dp, struct vs_iface *out,
             sent++;
             continue;
         }
-        for (int i = sent; i < sent + r; i++)
+        for (int i = sent; i < sent + r; i++) {
             count_tx(out, lens[i]);
+            if (out->capture)
+                vs_upcall_capture_tx(dp, out, msgs[i].msg_hdr.msg_iov,
+                                     (int)msgs[i].msg_hdr.msg_iovlen,
+                                     out->vnet ? VS_VNET_HDR_LEN : 0);
+        }
         sent += r;
     }
 }

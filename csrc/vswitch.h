@@ -90,12 +90,14 @@ enum vs_drop_reason {
 
 /* Every frame read from an interface is counted once in rx_packets and
  * then exactly once more: in rx_forwarded (sent on, or flooded, possibly to
- * nobody) or in one of the drops[] of that interface.  Drops on the way out
+ * nobody), in rx_upcall (claimed by the control plane) or in one of the
+ * drops[] of that interface.  Drops on the way out
  * (an output that cannot take it) count on the output interface. */
 struct vs_iface_stats {
     uint64_t rx_packets;
     uint64_t rx_bytes;
     uint64_t rx_forwarded;
+    uint64_t rx_upcall;     /* claimed for the control plane (vs_iface_set_claim) */
     uint64_t tx_packets;
     uint64_t tx_bytes;
     uint64_t drops[VS_DROP_SLOTS];   /* indexed by enum vs_drop_reason */
@@ -226,6 +228,83 @@ int vs_iface_send(vs_dp *dp, int iface, const uint8_t *frame, size_t len);
  * forwarding path, outputs written to the other interfaces' fds.  For tests
  * and tools; the fast path never goes through Python. */
 int vs_dp_inject(vs_dp *dp, int iface, const uint8_t *frame, size_t len);
+
+/* --- the upcall channel (upcall.c) ------------------------------------------
+ *
+ * Frames for the control plane leave the engine through one bounded queue,
+ * Open vSwitch's upcall path kept small: capture copies, protocol frames an
+ * interface claims (LACPDUs), sampled frames (sFlow).  The queue is a ring
+ * of VS_UPCALL_QUEUE_BYTES preallocated with the datapath; the forwarding
+ * thread copies a frame into it (never allocating) and Python drains it.
+ * When the ring is full the frame is dropped and counted per reason.
+ * Capture copies and samples may fill only three quarters of the ring, so a
+ * busy capture never crowds out protocol frames.  Frames from the control
+ * plane go the other way through vs_iface_send().
+ *
+ * Thread safety: the queue has its own small lock, taken by a producer (the
+ * forwarding thread, or a control call that forwards) for one copy and by
+ * vs_upcall_recv() for one copy.  vs_upcall_recv() and vs_upcall_stats()
+ * never take the datapath lock, so draining never waits for a batch and
+ * never holds up forwarding for longer than one copy. */
+
+enum vs_upcall_reason {
+    VS_UPCALL_CAPTURE = 0,     /* copy of a frame crossing an interface with
+                                * capture on (vs_iface_set_capture) */
+    VS_UPCALL_SLOW_PROTO = 1,  /* a frame claimed from forwarding by
+                                * vs_iface_set_claim (LACP) */
+    VS_UPCALL_SAMPLE = 2,      /* a sampled frame (sFlow); args[] say more */
+    VS_UPCALL__COUNT = 3
+};
+#define VS_UPCALL_SLOTS 8
+#define VS_UPCALL_QUEUE_BYTES 4194304
+
+/* Direction of an upcall's frame on its interface. */
+#define VS_UPCALL_RX 0          /* received on the interface */
+#define VS_UPCALL_TX 1          /* sent by the interface */
+
+/* Claims (vs_iface_set_claim): frames an interface hands to the control
+ * plane instead of dropping them as reserved_dst. */
+#define VS_CLAIM_LACP 1         /* to 01:80:c2:00:00:02, ethertype 0x8809 */
+
+struct vs_upcall {
+    uint32_t reason;        /* enum vs_upcall_reason */
+    int32_t bridge;         /* engine ids */
+    int32_t port;
+    int32_t iface;
+    uint32_t direction;     /* VS_UPCALL_RX or VS_UPCALL_TX */
+    uint32_t orig_len;      /* the frame's length on the wire (no vnet header) */
+    uint32_t len;           /* bytes of it copied (snap length, buffer size) */
+    uint32_t reserved;
+    int64_t time_ns;        /* CLOCK_REALTIME when it was queued */
+    uint64_t args[4];       /* reason-specific; zero for capture and LACP */
+};
+
+struct vs_upcall_stats {
+    uint64_t queued[VS_UPCALL_SLOTS];   /* by reason */
+    uint64_t dropped[VS_UPCALL_SLOTS];  /* queue full: Python fell behind */
+    uint32_t pending;                   /* upcalls waiting now */
+    uint32_t pending_bytes;             /* ring bytes they use */
+    uint32_t capacity_bytes;
+    uint32_t reserved;
+};
+
+/* An eventfd, owned by the datapath, readable while upcalls wait. */
+int vs_upcall_fd(vs_dp *dp);
+/* Take the oldest upcall: 1 with *meta filled and min(len, buflen) bytes
+ * of its frame in buf (meta->len says how many), or 0 when the queue is
+ * empty. */
+int vs_upcall_recv(vs_dp *dp, struct vs_upcall *meta, uint8_t *buf,
+                   uint32_t buflen);
+int vs_upcall_stats(vs_dp *dp, struct vs_upcall_stats *out);
+/* claims: VS_CLAIM_* bits (0 claims nothing).  A claimed frame is counted
+ * in rx_upcall and queued as VS_UPCALL_SLOW_PROTO, whatever the interface's
+ * bond state: the protocol that decides that state needs it. */
+int vs_iface_set_claim(vs_dp *dp, int iface, uint32_t claims);
+/* Copy every frame the interface receives or sends (as on the wire: VLAN
+ * tags in place, a GSO frame whole, no virtio-net header) to the queue as
+ * VS_UPCALL_CAPTURE, at most snaplen bytes of each; 0 turns it off.  Off,
+ * it costs one predictable branch per burst received and per frame sent. */
+int vs_iface_set_capture(vs_dp *dp, int iface, uint32_t snaplen);
 
 /* --- FDB ------------------------------------------------------------------- */
 

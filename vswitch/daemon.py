@@ -198,11 +198,13 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
         dp.start()
         sw.start(cfg)
         monitor.attach(loop)
+        sw.upcalls.attach(loop)
         await server.start()
         loop.add_reader(dp.notify_fd(), _drain_notify, dp.notify_fd())
         if pidfile:
             write_atomic(pidfile, f"{os.getpid()}\n".encode())
     except BaseException as e:
+        sw.upcalls.detach()
         sw.stop()
         await server.close()
         report(e.message if isinstance(e, VswitchError) else str(e))
@@ -213,6 +215,7 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
     log.info("stopping")
     monitor.close(loop)
     await server.close()
+    sw.upcalls.detach()
     sw.stop()
     if pidfile:
         pidfile.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ configuration change or per ``show``), never per frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from ._engine import ffi, lib
 from .errors import VswitchError
@@ -28,6 +28,15 @@ VLAN_MODES = {
     "native-tagged": lib.VS_VLAN_NATIVE_TAGGED,
     "native-untagged": lib.VS_VLAN_NATIVE_UNTAGGED,
 }
+UPCALL_CAPTURE = lib.VS_UPCALL_CAPTURE
+UPCALL_SLOW_PROTO = lib.VS_UPCALL_SLOW_PROTO
+UPCALL_SAMPLE = lib.VS_UPCALL_SAMPLE
+UPCALL_REASONS = {UPCALL_CAPTURE: "capture", UPCALL_SLOW_PROTO: "slow_proto",
+                  UPCALL_SAMPLE: "sample"}
+UPCALL_RX = lib.VS_UPCALL_RX
+UPCALL_TX = lib.VS_UPCALL_TX
+CLAIM_LACP = lib.VS_CLAIM_LACP
+
 BOND_MODES = {
     "none": lib.VS_BOND_NONE,
     "active-backup": lib.VS_BOND_ACTIVE_BACKUP,
@@ -54,6 +63,7 @@ class IfaceStats:
     rx_packets: int = 0
     rx_bytes: int = 0
     rx_forwarded: int = 0
+    rx_upcall: int = 0
     tx_packets: int = 0
     tx_bytes: int = 0
     drops: dict[str, int] = field(default_factory=lambda: {r: 0 for r in DROP_REASONS})
@@ -62,6 +72,7 @@ class IfaceStats:
         self.rx_packets += other.rx_packets
         self.rx_bytes += other.rx_bytes
         self.rx_forwarded += other.rx_forwarded
+        self.rx_upcall += other.rx_upcall
         self.tx_packets += other.tx_packets
         self.tx_bytes += other.tx_bytes
         for r, n in other.drops.items():
@@ -70,8 +81,23 @@ class IfaceStats:
 
     def to_json(self) -> dict:
         return {"rx_packets": self.rx_packets, "rx_bytes": self.rx_bytes,
-                "rx_forwarded": self.rx_forwarded, "tx_packets": self.tx_packets, "tx_bytes": self.tx_bytes,
+                "rx_forwarded": self.rx_forwarded, "rx_upcall": self.rx_upcall,
+                "tx_packets": self.tx_packets, "tx_bytes": self.tx_bytes,
                 "drops": dict(self.drops)}
+
+
+@dataclass(frozen=True)
+class UpcallStats:
+    queued: dict[str, int]      # by reason
+    dropped: dict[str, int]     # queue full: the control plane fell behind
+    pending: int
+    pending_bytes: int
+    capacity_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"queued": dict(self.queued), "dropped": dict(self.dropped),
+                "pending": self.pending, "pending_bytes": self.pending_bytes,
+                "capacity_bytes": self.capacity_bytes}
 
 
 @dataclass(frozen=True)
@@ -207,8 +233,8 @@ class Datapath:
     def iface_stats(self, iface: int) -> IfaceStats:
         raw = ffi.new("struct vs_iface_stats *")
         _check(lib.vs_iface_stats(self._dp, iface, raw), "interface statistics")
-        return IfaceStats(raw.rx_packets, raw.rx_bytes, raw.rx_forwarded, raw.tx_packets,
-                          raw.tx_bytes,
+        return IfaceStats(raw.rx_packets, raw.rx_bytes, raw.rx_forwarded, raw.rx_upcall,
+                          raw.tx_packets, raw.tx_bytes,
                           {r: raw.drops[i] for i, r in enumerate(DROP_REASONS)})
 
     def send(self, iface: int, frame: bytes) -> None:
@@ -216,6 +242,29 @@ class Datapath:
 
     def inject(self, iface: int, frame: bytes) -> None:
         _check(lib.vs_dp_inject(self._dp, iface, frame, len(frame)), "inject frame")
+
+    # --- the upcall channel (vswitch/upcall.py drains it) ------------------------
+    def upcall_fd(self) -> int:
+        return lib.vs_upcall_fd(self._dp)
+
+    def upcall_recv(self, meta: Any, buf: Any, buflen: int) -> bool:
+        """Take one upcall into the caller's cffi meta and buffer; False when
+        none waits.  (Buffers come from the caller: this runs per frame.)"""
+        return bool(lib.vs_upcall_recv(self._dp, meta, buf, buflen))
+
+    def upcall_stats(self) -> UpcallStats:
+        raw = ffi.new("struct vs_upcall_stats *")
+        _check(lib.vs_upcall_stats(self._dp, raw), "upcall statistics")
+        return UpcallStats({r: raw.queued[i] for i, r in UPCALL_REASONS.items()},
+                           {r: raw.dropped[i] for i, r in UPCALL_REASONS.items()},
+                           raw.pending, raw.pending_bytes, raw.capacity_bytes)
+
+    def set_claim(self, iface: int, claims: int) -> None:
+        _check(lib.vs_iface_set_claim(self._dp, iface, claims), "set protocol claim")
+
+    def set_capture(self, iface: int, snaplen: int) -> None:
+        """Copy the interface's frames to the upcall queue (snaplen 0: stop)."""
+        _check(lib.vs_iface_set_capture(self._dp, iface, snaplen), "set capture")
 
     # --- FDB ---------------------------------------------------------------------
     def fdb_add_static(self, br: int, port: int, vlan: int, mac: str) -> None:

@@ -33,6 +33,7 @@ from .netns import NamespaceRegistry
 from .ports import Attachment, PortFactory
 from .runtime_state import RuntimeState
 from .store import DamagedFile, read_json, write_json
+from .upcall import UpcallChannel
 
 log = logging.getLogger(__name__)
 DB_VERSION = 1
@@ -82,6 +83,10 @@ class Switch(BondCommands):
         # Runtime state worth keeping across restarts (the active bond
         # members), apart from the configuration.
         self.runtime = RuntimeState(db_path.with_name(db_path.stem + ".state.json"))
+        # Frames from the engine for the control plane (capture, LACP,
+        # sFlow samples): handlers register here; the daemon attaches it to
+        # its event loop.
+        self.upcalls = UpcallChannel(dp)
 
     # --- persistence ---------------------------------------------------------
     @staticmethod
