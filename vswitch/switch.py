@@ -23,11 +23,11 @@ from typing import Any, Callable
 
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
                      check_global, check_int, check_mac, parse_bridge, parse_port,
-                     MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
+                     LACP_KEYS, MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
 from . import links
 from .bond import Bond
 from .bond_commands import BondCommands
-from .datapath import Datapath, IfaceStats
+from .datapath import UPCALL_SLOW_PROTO, Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
 from .ports import Attachment, PortFactory
@@ -43,6 +43,7 @@ DB_VERSION = 1
 class PortRuntime:
     cfg: PortConfig
     port_id: int
+    bridge: str = ""
     ifaces: list[int] = field(default_factory=list)
     attachment: Attachment | None = None
     error: str | None = None
@@ -54,6 +55,7 @@ class PortRuntime:
 @dataclass
 class BridgeRuntime:
     br_id: int
+    name: str = ""
     ports: dict[str, PortRuntime] = field(default_factory=dict)
 
 
@@ -87,6 +89,7 @@ class Switch(BondCommands):
         # sFlow samples): handlers register here; the daemon attaches it to
         # its event loop.
         self.upcalls = UpcallChannel(dp)
+        self.upcalls.register(UPCALL_SLOW_PROTO, self.on_slow_protocol)
 
     # --- persistence ---------------------------------------------------------
     @staticmethod
@@ -149,7 +152,7 @@ class Switch(BondCommands):
 
     # --- runtime building blocks (no persistence; callers own the transaction) ---
     def _build_bridge(self, br: BridgeConfig, strict: bool) -> BridgeRuntime:
-        rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging))
+        rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging), br.name)
         self.bridges[br.name] = rt
         try:
             for port in br.ports.values():
@@ -285,7 +288,7 @@ class Switch(BondCommands):
                 return
             raise exists(f"bridge {name} already exists")
         br_id = self.dp.add_bridge(new.mac_table_size, new.mac_aging)
-        self.bridges[name] = BridgeRuntime(br_id)
+        self.bridges[name] = BridgeRuntime(br_id, name)
 
         def undo() -> None:
             self.dp.del_bridge(br_id)
@@ -345,7 +348,7 @@ class Switch(BondCommands):
     # --- ports ------------------------------------------------------------------------
     def _make_port(self, rt: BridgeRuntime, cfg: PortConfig) -> PortRuntime:
         port_id = self.dp.add_port(rt.br_id)
-        prt = PortRuntime(cfg, port_id)
+        prt = PortRuntime(cfg, port_id, rt.name)
         try:
             self.dp.set_vlan(port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
             if cfg.type == "bond":
@@ -442,7 +445,7 @@ class Switch(BondCommands):
 
     LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
-                      "bond_miimon_interval", "bond_rebalance_interval")
+                      "bond_miimon_interval", "bond_rebalance_interval") + LACP_KEYS
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
@@ -457,7 +460,7 @@ class Switch(BondCommands):
         merged = cfg.to_json()
         settings = {k.replace("-", "_"): v for k, v in settings.items()}
         for key, value in settings.items():
-            if key.startswith("bond_") and cfg.type != "bond":
+            if (key.startswith("bond_") or key in LACP_KEYS) and cfg.type != "bond":
                 raise invalid(f"{key} is for bonds; {name} is a {cfg.type} port")
             if key not in self.LIVE_PORT_KEYS:
                 if key in PortConfig.__dataclass_fields__:
