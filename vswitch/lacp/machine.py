@@ -6,7 +6,8 @@ Per member ("port" in the standard):
 - receive machine: CURRENT while the partner's LACPDUs keep coming (a
   current_while timer of 3 s with fast timeouts, 90 s with slow ones);
   EXPIRED when it runs out (the partner is no longer in sync, and asked for
-  fast PDUs); DEFAULTED after another 3 s (partner information forgotten);
+  fast PDUs; the member leaves the aggregate at once, see _select);
+  DEFAULTED after another 3 s (partner information forgotten);
   "disabled" while the link is down (PORT_DISABLED).
 - periodic transmit: a LACPDU every 1 s if the partner asked for short
   timeouts, every 30 s otherwise, and none at all when both ends are
@@ -435,7 +436,13 @@ class Lacp:
         for p in self.ports.values():
             if p.must_detach and p.mux == MUX_DETACHED:
                 p.must_detach = False
-            if (not p.enabled or p.must_detach or p.rx not in (RX_CURRENT, RX_EXPIRED)
+            # Only a member hearing its partner now is selected.  802.1AX
+            # keeps an EXPIRED member attached (still "in sync" in its PDUs)
+            # until it defaults; Open vSwitch, as partner, looks only at that
+            # bit, so it would keep sending into a link we no longer read for
+            # another 3 s.  Unselecting at once takes the link out of the
+            # aggregate on both ends within the timeout.
+            if (not p.enabled or p.must_detach or p.rx != RX_CURRENT
                     or p.partner.system_id == NO_SYSTEM):
                 continue
             if p.partner.system_id == self.settings.system_id:
