@@ -15,9 +15,9 @@ Per member ("port" in the standard):
 - transmit: a LACPDU whenever something the partner must know changed
   (need-to-transmit), at most 3 in any second.
 - mux (coupled control): DETACHED -> WAITING (2 s, so links that come up
-  together join together) -> ATTACHED (we say "in sync") -> COLLECTING_
-  DISTRIBUTING once the partner says it is in sync too.  A member carries
-  traffic only in the last state.
+  together join together; none when the aggregate is already up) ->
+  ATTACHED (we say "in sync") -> COLLECTING_DISTRIBUTING once the partner
+  says it is in sync too.  A member carries traffic only in the last state.
 
 And for the bond, the selection logic: members whose partners agree (same
 system priority, system id and key, and aggregatable) can form the one
@@ -179,7 +179,8 @@ class Lacp:
         if number is not None and number != p.number:
             p.number = number
             p.ntt = True
-            p.must_detach = True      # our identity on that link changed
+            p.must_detach = True      # our identity on that link changed:
+            p.partner = _without(p.partner, STATE_SYNCHRONIZATION)   # re-learnt
         if mac is not None:
             p.mac = mac
         if enabled is not None and enabled != p.enabled:
@@ -205,6 +206,18 @@ class Lacp:
         self._run()
 
     def stop(self) -> None:
+        """Stop the machines.  Members that were in the aggregate say
+        goodbye first: one LACPDU out of sync, so the partner stops sending
+        into them at once rather than after its timeout (90 s with slow
+        timers) -- when vswitchd stops, the bond is deleted or LACP is
+        turned off."""
+        if self._stopped:
+            return
+        for p in self.ports.values():
+            if p.enabled and p.periodic is not None and (p.mux != MUX_DETACHED or p.fallback):
+                p.mux, p.fallback = MUX_DETACHED, False
+                if self.send(p.name, encode(Lacpdu(self.actor_info(p), p.partner), p.mac)):
+                    p.pdus_tx += 1
         self._stopped = True
         for p in self.ports.values():
             p.cancel_timers()
@@ -487,7 +500,7 @@ class Lacp:
             elif p.mux == MUX_WAITING:
                 if not p.selected:
                     self._detach(p)
-                elif p.wait_expired and self._ready():
+                elif (p.wait_expired and self._ready()) or self._formed():
                     p.mux = MUX_ATTACHED       # Attach_Mux_To_Aggregator; actor in sync
                     p.ntt = True
             elif p.mux == MUX_ATTACHED:
@@ -512,6 +525,14 @@ class Lacp:
         if p.wait_while is not None:
             p.wait_while.cancel()
             p.wait_while = None
+
+    def _formed(self) -> bool:
+        """An aggregate already has attached members.  The aggregate wait
+        (2 s) lets links that come up together attach together; a link
+        joining an aggregate that is already up has nobody to wait for, so
+        it attaches at once (a returning link is back in tens of
+        milliseconds, as with Open vSwitch, which has no wait at all)."""
+        return any(p.mux in (MUX_ATTACHED, MUX_COLL_DIST) for p in self.ports.values())
 
     def _ready(self) -> bool:
         """Every member selected for the aggregate has waited its turn."""
