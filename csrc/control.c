@@ -121,6 +121,7 @@ void vs_port_release(struct vs_dp *dp, int p)
         vs_iface_release(dp, port->members[port->n_members - 1]);
     struct vs_bridge *br = dp->bridges[port->bridge];
     if (br) {
+        vs_mirror_forget_port(dp, br, p);
         fdb_forget_port(&br->fdb, (uint16_t)p);
         for (int i = 0; i < br->n_ports; i++) {
             if (br->ports[i] == p) {
@@ -453,12 +454,9 @@ int vs_iface_send(vs_dp *dp, int i, const uint8_t *frame, size_t len)
     LOCKED(iface_send_locked(dp, i, frame, len));
 }
 
-static int inject_locked(struct vs_dp *dp, int i, const uint8_t *frame,
-                         size_t len)
+bool vs_load_frame(struct vs_dp *dp, struct vs_iface *in, const uint8_t *frame,
+                   size_t len)
 {
-    struct vs_iface *in = get_iface(dp, i);
-    if (!in)
-        return -ENOENT;
     struct vs_pkt *pkt = &dp->pkts[0];
     uint8_t *buf = dp->bufs;
     memset(&pkt->vnet, 0, sizeof pkt->vnet);
@@ -471,12 +469,24 @@ static int inject_locked(struct vs_dp *dp, int i, const uint8_t *frame,
         if (len - hdr > VS_MAX_FRAME) {
             in->stats.rx_packets++;
             in->stats.drops[VS_DROP_OVERSIZE]++;
-            return 0;
+            return false;
         }
         pkt->len = (uint32_t)(len - hdr);
         memcpy(buf + VS_HEADROOM, frame + hdr, pkt->len);
     }
     pkt->data = buf + VS_HEADROOM;
+    return true;
+}
+
+static int inject_locked(struct vs_dp *dp, int i, const uint8_t *frame,
+                         size_t len)
+{
+    struct vs_iface *in = get_iface(dp, i);
+    if (!in)
+        return -ENOENT;
+    if (!vs_load_frame(dp, in, frame, len))
+        return 0;
+    struct vs_pkt *pkt = &dp->pkts[0];
     int64_t now = vs_now_ms_locked(dp);
     if (now >= dp->next_periodic_ms) {
         vs_run_periodic_locked(dp);

@@ -85,6 +85,7 @@ vs_dp *vs_dp_new(void)
         goto fail;
     pthread_mutex_init(&dp->lock, NULL);
     dp->fake_now_ms = -1;
+    dp->tc.mirror = -1;
     if (getrandom(&dp->seed, sizeof dp->seed, 0) != sizeof dp->seed)
         dp->seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
     for (int i = 0; i < VS_MAX_IFACES; i++)

@@ -162,7 +162,7 @@ static void remove_entry_by_key(struct vs_fdb *f, uint32_t e)
         remove_entry(f, e, (uint32_t)s);
 }
 
-static bool evict_one(struct vs_fdb *f, const uint16_t *ports, int n_ports)
+uint32_t fdb_victim(const struct vs_fdb *f, const uint16_t *ports, int n_ports)
 {
     int best = -1;
     uint32_t best_count = 0;
@@ -173,9 +173,15 @@ static bool evict_one(struct vs_fdb *f, const uint16_t *ports, int n_ports)
             best = p;
         }
     }
-    if (best < 0)
+    return best < 0 ? VS_FDB_NIL : f->lru_head[best];
+}
+
+static bool evict_one(struct vs_fdb *f, const uint16_t *ports, int n_ports)
+{
+    uint32_t e = fdb_victim(f, ports, n_ports);
+    if (e == VS_FDB_NIL)
         return false;
-    remove_entry_by_key(f, f->lru_head[best]);
+    remove_entry_by_key(f, e);
     f->evicted++;
     return true;
 }

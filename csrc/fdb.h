@@ -93,6 +93,10 @@ static inline int64_t fdb_find(const struct vs_fdb *f, uint64_t key,
     }
 }
 
+/* The entry a new one would evict from a full table (the least recently
+ * seen of the port holding the most learned entries), or VS_FDB_NIL. */
+uint32_t fdb_victim(const struct vs_fdb *f, const uint16_t *ports, int n_ports);
+
 int fdb_init(struct vs_fdb *f, uint32_t max_entries, uint32_t aging,
                 uint64_t seed);
 void fdb_destroy(struct vs_fdb *f);

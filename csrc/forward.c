@@ -11,20 +11,31 @@
  * Output never copies a frame: a VLAN tag is pushed or popped by writing
  * the frame in up to three pieces with writev() (MACs, new tag, the rest),
  * and the virtio-net header's offsets move by the same four bytes.
+ *
+ * Mirrors are outputs of the same decision: the mirrors a frame selects
+ * (by the port it came in on, the ports it goes out of, its VLAN) get it
+ * once the normal outputs are done (mirror.c).  vs_dp_trace runs this very
+ * code with a recorder (dp->trace) that notes each step; its hooks are the
+ * lines that begin "if (tracing)".  tracing is read from
+ * dp->trace once per burst and once per output and passed down, so the
+ * common path tests a register, not memory that every counter update
+ * might have changed (the engine is built with -fno-strict-aliasing).
  */
 #include <string.h>
 
 #include "internal.h"
 
-static inline void drop(struct vs_iface *ifc, int reason)
+static inline void drop(struct vs_dp *dp, struct vs_iface *ifc, int reason)
 {
     ifc->stats.drops[reason]++;
+    if (dp->trace)
+        vs_trace_drop(dp, ifc, reason);
 }
 
 /* Write pkt to out as port op tags its VLAN: the frame is never copied, a
  * tag is pushed or popped by writing it in up to three pieces. */
 static void emit(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
-                 struct vs_iface *out)
+                 struct vs_iface *out, bool tracing)
 {
     uint8_t tag[4];
     struct vs_parts fp = {.head = pkt->data, .head_len = pkt->len};
@@ -47,7 +58,11 @@ static void emit(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
     uint32_t len = fp.head_len + (fp.tag ? 4 : 0) + fp.tail_len;
     uint32_t l2 = pkt->l3_offset - pkt->tag_len + (tagged ? 4 : 0);
     if (!vs_vnet_is_gso(&pkt->vnet) && len - l2 > out->mtu) {
-        drop(out, VS_DROP_OVERSIZE);
+        drop(dp, out, VS_DROP_OVERSIZE);
+        return;
+    }
+    if (tracing) {
+        vs_trace_output(dp, op, out, pkt->vlan, tagged);
         return;
     }
     struct vs_vnet_hdr h = pkt->vnet;
@@ -69,7 +84,7 @@ struct segment_out {
 static void emit_segment(struct vs_dp *dp, struct vs_pkt *seg, void *ctx)
 {
     struct segment_out *so = ctx;
-    emit(dp, seg, so->op, so->out);
+    emit(dp, seg, so->op, so->out, false);
 }
 
 static inline bool takes_offloads(const struct vs_iface *out)
@@ -77,36 +92,30 @@ static inline bool takes_offloads(const struct vs_iface *out)
     return out->vnet && !out->no_offload;
 }
 
-/* Send pkt out of port op.  For a flood, a port that does not carry the
- * VLAN is simply not a destination.  For unicast, a frame that cannot go
- * at all is the input's drop: returns true when it counted one there. */
-static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
-                        struct vs_port *op, bool unicast,
-                        struct vs_iface *in)
+/* vs_port_output's body, inlined into the forwarding pass (output_port). */
+static inline bool port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
+                               bool unicast, struct vs_iface *in, bool tracing)
 {
-    if (!vs_vlan_carries(op, pkt->vlan)) {
-        if (unicast)
-            drop(in, VS_DROP_VLAN);
-        return unicast;
-    }
     if (op->n_members == 0) {
         if (unicast)
-            drop(in, VS_DROP_NO_MEMBER);
+            drop(dp, in, VS_DROP_NO_MEMBER);
+        else if (tracing)
+            vs_trace_step(dp, VS_TRACE_SKIP, (int)(op - dp->ports), 2, 0);
         return unicast;  /* flood: a port still being set up, or whose device
                             failed to attach, is no destination */
     }
     int oi = vs_bond_output_iface(dp, op, pkt);
     if (oi < 0) {
         /* a bond with no usable member */
-        drop(unicast ? in : &dp->ifaces[op->members[0]], VS_DROP_NO_MEMBER);
+        drop(dp, unicast ? in : &dp->ifaces[op->members[0]], VS_DROP_NO_MEMBER);
         return unicast;
     }
     struct vs_iface *out = &dp->ifaces[oi];
     if (out->failed || !out->enabled) {
-        drop(out, VS_DROP_IFACE_DOWN);
+        drop(dp, out, VS_DROP_IFACE_DOWN);
         return false;
     }
-    if (!takes_offloads(out)) {
+    if (!takes_offloads(out) && !tracing) {
         if (vs_vnet_is_gso(&pkt->vnet)) {
             /* Segments are built one by one in a single scratch buffer:
              * they must leave at once, not wait in the transmit queue. */
@@ -114,7 +123,7 @@ static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
             bool staging = dp->stage_tx;
             dp->stage_tx = false;
             if (vs_gso_segment(dp, pkt, emit_segment, &so) < 0)
-                drop(out, VS_DROP_NO_GSO);
+                drop(dp, out, VS_DROP_NO_GSO);
             dp->stage_tx = staging;
             return false;
         }
@@ -126,17 +135,45 @@ static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
             vs_vnet_complete_csum(pkt);
         }
     }
-    emit(dp, pkt, op, out);
+    emit(dp, pkt, op, out, tracing);
     return false;
 }
 
+bool vs_port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
+                    bool unicast, struct vs_iface *in)
+{
+    return port_output(dp, pkt, op, unicast, in, dp->trace != NULL);
+}
+
+/* Send pkt out of port op.  For a flood, a port that does not carry the
+ * VLAN is simply not a destination.  For unicast, a frame that cannot go
+ * at all is the input's drop: returns true when it counted one there. */
+static bool output_port(struct vs_dp *dp, struct vs_pkt *pkt,
+                        struct vs_port *op, bool unicast,
+                        struct vs_iface *in, bool tracing)
+{
+    if (!vs_vlan_carries(op, pkt->vlan)) {
+        if (unicast)
+            drop(dp, in, VS_DROP_VLAN);
+        else if (tracing)
+            vs_trace_step(dp, VS_TRACE_SKIP, (int)(op - dp->ports), 1, 0);
+        return unicast;
+    }
+    dp->mirror_hits |= op->mirror_dst;
+    return port_output(dp, pkt, op, unicast, in, tracing);
+}
+
 static void flood(struct vs_dp *dp, struct vs_bridge *br, struct vs_pkt *pkt,
-                  struct vs_iface *in)
+                  struct vs_iface *in, bool tracing)
 {
     for (int i = 0; i < br->n_ports; i++) {
         uint16_t p = br->ports[i];
-        if (p != in->port)
-            output_port(dp, pkt, &dp->ports[p], false, in);
+        if (p == in->port)
+            continue;
+        if (!dp->ports[p].mirror_out)
+            output_port(dp, pkt, &dp->ports[p], false, in, tracing);
+        else if (tracing)
+            vs_trace_step(dp, VS_TRACE_SKIP, p, 3, 0);
     }
 }
 
@@ -161,30 +198,29 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
                      struct vs_port *inp, struct vs_fdb *fdb,
                      struct vs_pkt *pkt)
 {
-    (void)dp;
     if (in->vnet && !vs_vnet_valid(&pkt->vnet, pkt->len)) {
-        drop(in, VS_DROP_BAD_VNET_HDR);
+        drop(dp, in, VS_DROP_BAD_VNET_HDR);
         return false;
     }
     struct vs_parsed ps;
     if (vs_parse(pkt->data, pkt->len, &ps) < 0) {
-        drop(in, VS_DROP_RUNT);
+        drop(dp, in, VS_DROP_RUNT);
         return false;
     }
     pkt->l3_offset = ps.l3_offset;
     if (!vs_vnet_is_gso(&pkt->vnet) && pkt->len - ps.l3_offset > in->mtu) {
-        drop(in, VS_DROP_OVERSIZE);
+        drop(dp, in, VS_DROP_OVERSIZE);
         return false;
     }
     if (reserved_dst(pkt->data)) {
         if (in->claim && claimed(in, pkt->data, &ps))
             vs_upcall_claimed(dp, in, pkt);
         else
-            drop(in, VS_DROP_RESERVED_DST);
+            drop(dp, in, VS_DROP_RESERVED_DST);
         return false;
     }
     if (!vs_vlan_ingress(inp, pkt, &ps)) {
-        drop(in, VS_DROP_VLAN);
+        drop(dp, in, VS_DROP_VLAN);
         return false;
     }
     pkt->dst_key = fdb_key(pkt->vlan, vs_mac_to_u64(pkt->data));
@@ -196,10 +232,75 @@ static bool classify(struct vs_dp *dp, struct vs_iface *in,
     return true;
 }
 
-static inline bool learnable(const uint8_t *src)
+static void learn(struct vs_dp *dp, struct vs_bridge *br, struct vs_iface *in,
+                  const struct vs_pkt *pkt, uint32_t now_s, bool tracing)
 {
     static const uint8_t zero[6];
-    return !vs_mac_is_group(src) && memcmp(src, zero, 6) != 0;
+    const uint8_t *src = pkt->data + 6;
+    if (vs_mac_is_group(src) || memcmp(src, zero, 6) == 0) {
+        if (tracing)
+            vs_trace_step(dp, VS_TRACE_NO_LEARN, vs_mac_is_group(src) ? 1 : 2, 0, 0);
+        return;
+    }
+    if (tracing)
+        vs_trace_learn(dp, br, pkt, in->port);
+    else
+        fdb_learn(&br->fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
+                  br->ports, br->n_ports);
+}
+
+/* The port pkt's destination is learned on, or -1 to flood. */
+static inline int lookup(struct vs_dp *dp, const struct vs_fdb *fdb,
+                         const struct vs_pkt *pkt, bool tracing)
+{
+    if (vs_mac_is_group(pkt->data))
+        return -1;
+    int64_t s = fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
+    if (tracing)
+        return vs_trace_lookup(dp, fdb, pkt, s);
+    return s < 0 ? -1 : fdb->slots[s].port;
+}
+
+/* Second pass, one frame that passed classify(): admit, learn, look up,
+ * send. */
+static void forward_one(struct vs_dp *dp, struct vs_bridge *br,
+                        struct vs_iface *in, struct vs_port *inp,
+                        struct vs_pkt *pkt, uint32_t now_s, bool tracing)
+{
+    struct vs_fdb *fdb = &br->fdb;
+    if (tracing)
+        vs_trace_step(dp, VS_TRACE_VLAN, pkt->vlan, inp->vlan_mode, pkt->tci);
+    if (!in->enabled) {
+        drop(dp, in, VS_DROP_BOND);
+        return;
+    }
+    if (inp->bond_mode != VS_BOND_NONE) {
+        int64_t s = fdb_find(fdb, pkt->src_key, pkt->src_hash);
+        int learned = s >= 0 ? fdb->slots[s].port : -1;
+        bool ok = vs_bond_admissible(dp, inp, in, pkt, learned);
+        if (tracing)
+            vs_trace_step(dp, VS_TRACE_BOND_ADMIT, ok, inp->bond_mode, inp->active);
+        if (!ok) {
+            drop(dp, in, VS_DROP_BOND);
+            return;
+        }
+    }
+    learn(dp, br, in, pkt, now_s, tracing);
+    int dst = lookup(dp, fdb, pkt, tracing);
+    if (dst < 0) {
+        if (tracing)
+            vs_trace_step(dp, VS_TRACE_FLOOD, vs_mac_is_group(pkt->data) ? 2 : 1, 0, 0);
+        in->stats.rx_forwarded++;
+        flood(dp, br, pkt, in, tracing);
+        return;
+    }
+    struct vs_port *op = &dp->ports[dst];
+    if (op == inp)
+        drop(dp, in, VS_DROP_SAME_PORT);
+    else if (op->mirror_out)
+        drop(dp, in, VS_DROP_MIRROR_PORT);
+    else if (!output_port(dp, pkt, op, true, in, tracing))
+        in->stats.rx_forwarded++;
 }
 
 void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
@@ -207,47 +308,28 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
 {
     struct vs_port *inp = &dp->ports[in->port];
     struct vs_bridge *br = dp->bridges[inp->bridge];
-    struct vs_fdb *fdb = &br->fdb;
     uint32_t now_s = (uint32_t)(vs_now_ms_locked(dp) / 1000);
     bool ok[VS_BATCH];
+    const bool tracing = dp->trace != NULL;
     dp->stage_tx = true;
-    if (in->capture)
+    if (in->capture && !tracing)
         vs_upcall_capture_rx(dp, in, pkts, n);
 
     for (int i = 0; i < n; i++) {
         in->stats.rx_packets++;
         in->stats.rx_bytes += pkts[i].len;
-        ok[i] = classify(dp, in, inp, fdb, &pkts[i]);
+        /* a port reserved for a mirror's output sends nothing anywhere */
+        ok[i] = !inp->mirror_out ? classify(dp, in, inp, &br->fdb, &pkts[i])
+                                 : (drop(dp, in, VS_DROP_MIRROR_PORT), false);
     }
     for (int i = 0; i < n; i++) {
         if (!ok[i])
             continue;
-        struct vs_pkt *pkt = &pkts[i];
-        if (!in->enabled) {
-            drop(in, VS_DROP_BOND);
-            continue;
-        }
-        if (inp->bond_mode != VS_BOND_NONE) {
-            int64_t s = fdb_find(fdb, pkt->src_key, pkt->src_hash);
-            int learned = s >= 0 ? fdb->slots[s].port : -1;
-            if (!vs_bond_admissible(dp, inp, in, pkt, learned)) {
-                drop(in, VS_DROP_BOND);
-                continue;
-            }
-        }
-        if (learnable(pkt->data + 6))
-            fdb_learn(fdb, pkt->src_key, pkt->src_hash, in->port, now_s,
-                         br->ports, br->n_ports);
-        int64_t s = vs_mac_is_group(pkt->data)
-                        ? -1 : fdb_find(fdb, pkt->dst_key, pkt->dst_hash);
-        if (s < 0) {
-            in->stats.rx_forwarded++;
-            flood(dp, br, pkt, in);
-        } else if (fdb->slots[s].port == in->port) {
-            drop(in, VS_DROP_SAME_PORT);
-        } else if (!output_port(dp, pkt, &dp->ports[fdb->slots[s].port], true, in)) {
-            in->stats.rx_forwarded++;
-        }
+        dp->mirror_hits = 0;
+        forward_one(dp, br, in, inp, &pkts[i], now_s, tracing);
+        if (br->mirrors_on)
+            vs_mirror_frame(dp, br, in, &pkts[i],
+                            inp->mirror_src | br->mirror_all | dp->mirror_hits);
     }
     /* The received buffers the queue points into are reused by the next
      * burst: everything leaves now. */

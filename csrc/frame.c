@@ -78,6 +78,7 @@ static const char *const drop_names[VS_DROP__COUNT] = {
     [VS_DROP_TX_ERROR] = "tx_error",
     [VS_DROP_IFACE_DOWN] = "iface_down",
     [VS_DROP_NO_MEMBER] = "no_member",
+    [VS_DROP_MIRROR_PORT] = "mirror_port",
 };
 
 const char *vs_drop_reason_name(int reason)

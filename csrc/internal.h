@@ -84,6 +84,23 @@ struct vs_port {
     int16_t active;                       /* iface id, -1 none */
     uint16_t slb_bucket[VS_SLB_BUCKETS];  /* iface id per hash bucket */
     uint64_t slb_load[VS_SLB_BUCKETS];
+    /* Mirrors (mirror.c): those selecting frames that enter or leave here,
+     * and whether this port is some mirror's output. */
+    uint32_t mirror_src, mirror_dst;
+    bool mirror_out;
+};
+
+struct vs_mirror {
+    bool in_use;
+    bool select_all;
+    bool all_vlans;
+    int32_t output_port;     /* -1: none (or its port was deleted) */
+    uint16_t output_vlan;    /* 0: none */
+    uint32_t dup;            /* mirrors with the same destination, itself too */
+    uint8_t src[VS_PORT_BITMAP_BYTES];
+    uint8_t dst[VS_PORT_BITMAP_BYTES];
+    uint8_t vlans[512];
+    struct vs_mirror_stats stats;
 };
 
 struct vs_bridge {
@@ -91,6 +108,9 @@ struct vs_bridge {
     uint16_t n_ports;
     uint16_t ports[VS_MAX_PORTS];
     struct vs_fdb fdb;
+    uint32_t mirrors_on;     /* slots in use: zero, and mirrors cost one branch */
+    uint32_t mirror_all;     /* slots with select_all */
+    struct vs_mirror mirrors[VS_MAX_MIRRORS];
 };
 
 /* A frame to send, in up to three pieces: head, an optional 4-byte tag,
@@ -167,6 +187,19 @@ struct vs_dp {
     uint8_t *bufs;                  /* VS_BATCH * VS_BUF_SIZE */
     uint8_t *seg_buf;               /* one segment being built (gso.c) */
     bool dry_run;                   /* microbenchmarks: decide, do not write */
+    /* vs_dp_trace's recorder; NULL on the real path.  While it is set the
+     * forwarding code writes, learns and counts nothing that lasts (what it
+     * counts is put back afterwards, see trace.c): code added to the
+     * forwarding pass must check it before changing state. */
+    struct vs_trace *trace;
+    struct {
+        int mirror;                 /* mirror slot being output, or -1 */
+        int out_drop;               /* last drop charged to an output, or -1 */
+        uint64_t src_key;           /* what learning would have done: the key, */
+        int src_port;               /* the port it would be on (-1: none), */
+        uint64_t evicted;           /* the key it would have pushed out */
+    } tc;
+    uint32_t mirror_hits;           /* select_dst mirrors of this frame's outputs */
     bool stage_tx;                  /* queue AF_PACKET output (tx.c) */
     int ntx;
     struct vs_txent txq[VS_TXQ];
@@ -205,6 +238,38 @@ bool vs_bond_admissible(struct vs_dp *dp, const struct vs_port *p,
 /* forward.c */
 void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
                       struct vs_pkt *pkts, int n);
+/* Send pkt out of port op as forwarding does (bond member, offloads,
+ * tagging), without the VLAN membership check: mirrors use it.  unicast:
+ * a drop is the input's.  true when it counted a drop on in. */
+bool vs_port_output(struct vs_dp *dp, struct vs_pkt *pkt, struct vs_port *op,
+                    bool unicast, struct vs_iface *in);
+
+/* mirror.c */
+/* Send pkt to the destinations of the mirrors in candidates that select
+ * its VLAN (lock held). */
+void vs_mirror_frame(struct vs_dp *dp, struct vs_bridge *br,
+                     struct vs_iface *in, struct vs_pkt *pkt,
+                     uint32_t candidates);
+/* A port is going away: out of every selection, outputs stop. */
+void vs_mirror_forget_port(struct vs_dp *dp, struct vs_bridge *br, int port);
+
+/* trace.c: the recorder's hooks, called only when dp->trace is set. */
+void vs_trace_step(struct vs_dp *dp, int kind, int a, int b, int c);
+void vs_trace_drop(struct vs_dp *dp, const struct vs_iface *ifc, int reason);
+void vs_trace_output(struct vs_dp *dp, const struct vs_port *op,
+                     const struct vs_iface *out, uint16_t vlan, bool tagged);
+/* What learning would do with pkt's source on port (nothing is learned). */
+void vs_trace_learn(struct vs_dp *dp, const struct vs_bridge *br,
+                    const struct vs_pkt *pkt, int port);
+/* The destination lookup as it would be had learning happened: the port
+ * (or -1) given slot s of the real lookup. */
+int vs_trace_lookup(struct vs_dp *dp, const struct vs_fdb *fdb,
+                    const struct vs_pkt *pkt, int64_t s);
+#define TRACE(dp, kind, a, b, c)                               \
+    do {                                                       \
+        if (__builtin_expect((dp)->trace != NULL, 0))          \
+            vs_trace_step((dp), (kind), (a), (b), (c));        \
+    } while (0)
 
 /* tx.c */
 int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,
@@ -276,6 +341,10 @@ static inline struct vs_iface *get_iface(struct vs_dp *dp, int i)
 
 
 void vs_port_release(struct vs_dp *dp, int p);
+/* Put a frame as in would read it into the first receive buffer (pkts[0]);
+ * false when it is too big (counted). */
+bool vs_load_frame(struct vs_dp *dp, struct vs_iface *in, const uint8_t *frame,
+                   size_t len);
 void vs_iface_release(struct vs_dp *dp, int i);
 void vs_run_periodic_locked(struct vs_dp *dp);
 

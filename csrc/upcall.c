@@ -247,6 +247,10 @@ void vs_upcall_claimed(struct vs_dp *dp, struct vs_iface *in,
     struct vs_upcall m;
     struct iovec iov = {.iov_base = pkt->data, .iov_len = pkt->len};
     in->stats.rx_upcall++;
+    if (dp->trace) {
+        vs_trace_step(dp, VS_TRACE_CLAIMED, (int)in->claim, 0, 0);
+        return;
+    }
     fill(dp, &m, VS_UPCALL_SLOW_PROTO, in, VS_UPCALL_RX);
     vs_upcall_put(dp, &m, &iov, 1, 0, VS_MAX_FRAME);
 }

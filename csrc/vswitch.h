@@ -86,7 +86,9 @@ enum vs_drop_reason {
     VS_DROP_TX_ERROR = 8,      /* write()/send() failed (queue full, gone) */
     VS_DROP_IFACE_DOWN = 9,    /* output interface failed, disabled or down */
     VS_DROP_NO_MEMBER = 10,    /* bond has no enabled member */
-    VS_DROP__COUNT = 11
+    VS_DROP_MIRROR_PORT = 11,  /* received on, or learned on, a port reserved
+                                * for a mirror's output */
+    VS_DROP__COUNT = 12
 };
 
 /* Every frame read from an interface is counted once in rx_packets and
@@ -315,6 +317,106 @@ int vs_iface_set_claim(vs_dp *dp, int iface, uint32_t claims);
  * VS_UPCALL_CAPTURE, at most snaplen bytes of each; 0 turns it off.  Off,
  * it costs one predictable branch per burst received and per frame sent. */
 int vs_iface_set_capture(vs_dp *dp, int iface, uint32_t snaplen);
+
+/* --- mirrors (mirror.c) -------------------------------------------------------
+ *
+ * Open vSwitch's Mirror table.  A frame is selected by a mirror when it
+ * enters by a port in select_src (after its VLAN is known, even if it is
+ * dropped later) or leaves by a port in select_dst (select_all: every
+ * port), and its VLAN is in select_vlan.  Selected frames are outputs of
+ * the same forwarding decision: to output_port (tagged as that port tags
+ * the frame's VLAN), or, for output_vlan (RSPAN), to every port carrying
+ * that VLAN with the tag set to it (frames already in output_vlan are not
+ * mirrored).  A destination gets one copy per frame however many mirrors
+ * select it.  An output port is out of normal forwarding: nothing is
+ * flooded or sent to it, what it receives is dropped (mirror_port). */
+#define VS_MAX_MIRRORS 32
+#define VS_PORT_BITMAP_BYTES 128        /* VS_MAX_PORTS bits */
+
+struct vs_mirror_config {
+    uint8_t select_all;
+    uint8_t all_vlans;                  /* 1: select_vlan empty, every VLAN */
+    uint16_t reserved;
+    int32_t output_port;                /* engine port of the bridge, or -1 */
+    int32_t output_vlan;                /* 1..4094, or 0 with output_port */
+    uint8_t select_src[VS_PORT_BITMAP_BYTES];   /* bitmaps of engine port ids */
+    uint8_t select_dst[VS_PORT_BITMAP_BYTES];
+    uint8_t select_vlan[512];           /* bitmap of VLANs 0..4095 */
+};
+
+struct vs_mirror_stats {
+    uint64_t tx_packets;                /* frames mirrored (once per frame) */
+    uint64_t tx_bytes;
+};
+
+/* Create or replace mirror slot 0..VS_MAX_MIRRORS-1 of bridge br (a
+ * replaced mirror keeps its counters).  Every selected port and the output
+ * port must be ports of br.  A port that becomes an output loses its
+ * learned MACs.  A port deleted later leaves every mirror's selection, and
+ * a mirror whose output port is deleted stops mirroring. */
+int vs_mirror_set(vs_dp *dp, int br, int slot,
+                  const struct vs_mirror_config *cfg);
+int vs_mirror_del(vs_dp *dp, int br, int slot);
+int vs_mirror_stats(vs_dp *dp, int br, int slot, struct vs_mirror_stats *out);
+
+/* --- trace (trace.c) ------------------------------------------------------------
+ *
+ * vs_dp_trace runs one frame through the forwarding code itself (the same
+ * functions as vs_dp_inject) with a recorder attached, and writes, learns
+ * and counts nothing: it says what the engine would do now.  Steps are
+ * codes with up to three numbers; vswitch/trace.py puts them into words. */
+enum vs_trace_kind {
+    VS_TRACE_RECEIVE = 1,      /* a: iface, b: port, c: frame length */
+    VS_TRACE_PARSE = 2,        /* a: tags, b: outer VID or -1, c: ethertype */
+    VS_TRACE_VLAN = 3,         /* a: VLAN assigned, b: port's vlan mode, c: TCI */
+    VS_TRACE_CLAIMED = 4,      /* a: VS_CLAIM_* that took it up to the control plane */
+    VS_TRACE_BOND_ADMIT = 5,   /* a: admitted 0/1, b: bond mode, c: active iface */
+    VS_TRACE_LEARN = 6,        /* a: port, b: VLAN, c: port it was on (-1 new,
+                                *    -2 a static entry elsewhere: not moved) */
+    VS_TRACE_NO_LEARN = 7,     /* a: 1 group source, 2 all-zero source */
+    VS_TRACE_FDB_HIT = 8,      /* a: port, b: VLAN, c: 1 static */
+    VS_TRACE_FLOOD = 9,        /* a: 1 unknown unicast, 2 group destination */
+    VS_TRACE_SKIP = 10,        /* flood passes port a by: b = 1 VLAN not carried,
+                                *    2 no member, 3 mirror output port */
+    VS_TRACE_MIRROR = 11,      /* mirror a selected it: b = 1 source port,
+                                *    2 destination port, 3 all; c: output VLAN
+                                *    (RSPAN), 0 for an output port */
+    VS_TRACE_DROP = 12,        /* a: enum vs_drop_reason, b: iface charged */
+    VS_TRACE_OUTPUT = 13,      /* a: port, b: iface (member), c: index in outputs[] */
+    VS_TRACE_EVICT = 14        /* the table is full: learning pushes out the oldest
+                                *    entry of port a (VLAN b) */
+};
+#define VS_TRACE_MAX_STEPS 128
+
+struct vs_trace_step {
+    int32_t kind;
+    int32_t a, b, c;
+};
+
+struct vs_trace_output {
+    int32_t port;
+    int32_t iface;             /* the member it leaves by */
+    uint16_t vlan;             /* the VLAN it is in there */
+    uint8_t tagged;            /* leaves with an 802.1Q tag */
+    uint8_t reserved;
+    int32_t mirror;            /* mirror slot whose copy this is, or -1 */
+};
+
+struct vs_trace {
+    int32_t drop;              /* the frame's drop reason, or -1: charged to the
+                                * input, or what stopped its only output */
+    int32_t in_iface;
+    uint32_t n_steps;
+    uint32_t steps_lost;       /* beyond VS_TRACE_MAX_STEPS */
+    uint32_t n_outputs;
+    struct vs_trace_step steps[VS_TRACE_MAX_STEPS];
+    struct vs_trace_output outputs[VS_MAX_PORTS];
+};
+
+/* frame: the Ethernet frame alone, as if it arrived on iface with no
+ * offload metadata (no virtio-net header).  0 with *out filled, or -errno. */
+int vs_dp_trace(vs_dp *dp, int iface, const uint8_t *frame, size_t len,
+                struct vs_trace *out);
 
 /* --- FDB ------------------------------------------------------------------- */
 

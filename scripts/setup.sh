@@ -32,7 +32,7 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 if (( want_test )); then
     pkgs+=("iperf3:/usr/bin/iperf3" "openvswitch-switch:/usr/sbin/ovs-vswitchd"
-           "netsniff-ng:/usr/sbin/trafgen")
+           "netsniff-ng:/usr/sbin/trafgen" "tcpdump:/usr/bin/tcpdump")
 fi
 missing=()
 for entry in "${pkgs[@]}"; do

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from . import __version__
 from .errors import VswitchError, invalid
 from .switch import Switch
+from .trace import trace
 
 Handler = Callable[[Switch, "Params"], Any]
 
@@ -49,6 +50,9 @@ class Params:
 
     def value(self, key: str) -> Any:
         return self._get(key, (str, int), True)
+
+    def opt_value(self, key: str) -> Any:
+        return self._get(key, (str, int), False)
 
     def text_list(self, key: str) -> list[str]:
         v = self._get(key, list, True)
@@ -218,6 +222,35 @@ def _reload(sw: Switch, p: Params) -> dict[str, list[str]]:
     return sw.reload(file)
 
 
+def _add_mirror(sw: Switch, p: Params) -> None:
+    br, name, settings = p.text("bridge"), p.text("mirror"), p.settings()
+    p.done()
+    sw.add_mirror(br, name, settings)
+
+
+def _del_mirror(sw: Switch, p: Params) -> None:
+    br, name, if_exists = p.text("bridge"), p.text("mirror"), p.flag("if_exists")
+    p.done()
+    sw.del_mirror(br, name, if_exists)
+
+
+def _list_mirrors(sw: Switch, p: Params) -> list[dict[str, Any]]:
+    br = p.text("bridge")
+    p.done()
+    return sw.list_mirrors(br)
+
+
+def _trace(sw: Switch, p: Params) -> dict[str, Any]:
+    br, flow = p.text("bridge"), p.settings("flow")
+    p.done()
+    return trace(sw, br, flow)
+
+
+def _upcall_show(sw: Switch, p: Params) -> dict[str, Any]:
+    p.done()
+    return sw.upcalls.show()
+
+
 def _version(sw: Switch, p: Params) -> str:
     p.done()
     return __version__
@@ -248,13 +281,18 @@ METHODS: dict[str, Handler] = {
     "bond/enable-member": _bond_enable,
     "bond/disable-member": _bond_disable,
     "reload": _reload,
+    "add-mirror": _add_mirror,
+    "del-mirror": _del_mirror,
+    "list-mirrors": _list_mirrors,
+    "trace": _trace,
+    "upcall/show": _upcall_show,
     "version": _version,
 }
 
 # Methods that change configuration run one at a time; the rest read only.
 MUTATING = {"add-br", "del-br", "add-port", "del-port", "fdb/add", "fdb/del", "fdb/flush",
             "set", "add-bond", "add-bond-iface", "del-bond-iface", "bond/set-active-member",
-            "bond/enable-member", "bond/disable-member", "reload"}
+            "bond/enable-member", "bond/disable-member", "reload", "add-mirror", "del-mirror"}
 
 
 def dispatch(sw: Switch, method: Any, params: Any) -> Any:

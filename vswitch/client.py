@@ -5,7 +5,8 @@ import itertools
 import json
 import os
 import socket
-from typing import Any
+import struct
+from typing import Any, Iterator
 
 from .errors import VswitchError
 from .protocol import encode
@@ -43,14 +44,51 @@ class Client:
     def call(self, method: str, **params: Any) -> Any:
         req_id = next(self._ids)
         self._sock.sendall(encode({"id": req_id, "method": method, "params": params}))
+        return self._result()
+
+    def _fill(self) -> None:
+        chunk = self._sock.recv(1 << 20)
+        if not chunk:
+            raise VswitchError("ECONNRESET", "vswitchd closed the connection")
+        self._buf += chunk
+
+    def _result(self) -> Any:
         while b"\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise VswitchError("ECONNRESET", "vswitchd closed the connection")
-            self._buf += chunk
+            self._fill()
         line, self._buf = self._buf.split(b"\n", 1)
         msg = json.loads(line)
         if "error" in msg:
             err = msg["error"]
             raise VswitchError(err.get("code", "EIO"), err.get("message", "unknown error"))
         return msg.get("result")
+
+    # --- streams (protocol.py): call() the method, then read its chunks ----------
+    def chunks(self) -> Iterator[bytes]:
+        """The stream's chunks as they come; afterwards stream_end() gives
+        the closing result."""
+        while True:
+            while len(self._buf) < 4:
+                self._fill()
+            (n,) = struct.unpack("!I", self._buf[:4])
+            if n == 0:
+                self._buf = self._buf[4:]
+                return
+            while len(self._buf) < 4 + n:
+                self._fill()
+            data, self._buf = self._buf[4:4 + n], self._buf[4 + n:]
+            yield data
+
+    def settimeout(self, timeout: float | None) -> None:
+        """None while reading a stream: a capture may be quiet for hours."""
+        self._sock.settimeout(timeout)
+
+    def stream_end(self) -> Any:
+        return self._result()
+
+    def stop_stream(self, timeout: float = 5.0) -> None:
+        """Ask the server to end the stream: close our writing side."""
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass

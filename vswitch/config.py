@@ -15,7 +15,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from .mirror import MirrorConfig
 
 Path = tuple[str, ...]
 
@@ -288,6 +291,7 @@ class BridgeConfig:
     mac_table_size: int = DEFAULT_MAC_TABLE_SIZE
     ports: Mapping[str, PortConfig] = field(default_factory=dict)
     static_macs: tuple[StaticMac, ...] = ()
+    mirrors: tuple[MirrorConfig, ...] = ()     # vswitch/mirror.py
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mac_aging": self.mac_aging,
@@ -295,6 +299,8 @@ class BridgeConfig:
                                "port": {n: p.to_json() for n, p in self.ports.items()}}
         if self.static_macs:
             out["fdb"] = [s.to_json() for s in self.static_macs]
+        if self.mirrors:
+            out["mirror"] = [m.to_json() for m in self.mirrors]
         return out
 
 
@@ -335,7 +341,7 @@ def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     """Open vSwitch spells some bond keys with dashes (bond-primary,
     bond-detect-mode, lacp-time); accept both spellings."""
     return {k.replace("-", "_"): v for k, v in data.items()}
-BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb")
+BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "mirror")
 
 
 def _table(value: Any, path: Path, what: str) -> Mapping[str, Any]:
@@ -530,8 +536,10 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
     if len(statics) > size:
         raise ConfigError(path + ("fdb",), f"{len(statics)} static entries do not fit "
                                            f"in mac_table_size {size}")
+    from .mirror import parse_mirrors   # mirror.py builds on this module
+    mirrors = parse_mirrors(data.get("mirror", []), path + ("mirror",), ports)
     return BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
-                        static_macs=statics)
+                        static_macs=statics, mirrors=mirrors)
 
 
 def parse_switch(data: Mapping[str, Any]) -> SwitchConfig:

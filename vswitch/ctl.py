@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import formatting
+from .capture_client import run_capture
 from .client import Client, default_sock
 from .errors import VswitchError
 
@@ -58,6 +59,16 @@ Configuration file:
 Inspecting:
   show [--json]
   port/stats [BR] [--json]
+Mirrors, capture, trace:
+  add-mirror BR NAME [select_all=true] [select_src_port=P,..] [select_dst_port=P,..]
+             [select_vlan=N,..] (output_port=P | output_vlan=N)
+  del-mirror BR NAME [--if-exists]
+  list-mirrors BR [--json]
+  capture PORT [--count N] [--snaplen N]   pcap of both directions on stdout:
+                                     vswitchctl capture h1 | tcpdump -r - -nn
+  trace BR in_port=P dl_src=MAC dl_dst=MAC [dl_vlan=N] [dl_type=0xNNNN] [--json]
+  upcall/show [--json]               the channel to the control plane: queued, dropped,
+                                     captures running
 MAC learning:
   fdb/show BR [--json]
   fdb/flush [BR]
@@ -70,7 +81,8 @@ Options:
 """
 
 # options that take a value, and the commands that accept them
-VALUE_OPTIONS = {"--sock", "--netns", "--ifname", "--ip", "--mac", "--mtu", "--timeout"}
+VALUE_OPTIONS = {"--sock", "--netns", "--ifname", "--ip", "--mac", "--mtu", "--timeout",
+                 "--count", "--snaplen"}
 FLAG_OPTIONS = {"--json", "--may-exist", "--if-exists", "--help", "-h"}
 PORT_OPTIONS = {"--netns": "netns", "--ifname": "ifname", "--mac": "mac", "--mtu": "mtu"}
 # settings that may be given more than once, making a list
@@ -205,7 +217,7 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         if len(args) == 2:
             params["bridge"] = args[0]
         return c, params
-    if c in ("show",):
+    if c in ("show", "upcall/show"):
         _allow_options(inv, set())
         _no_settings(inv)
         _nargs(inv, 0)
@@ -258,6 +270,33 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         args = _nargs(inv, 0, 1)
         # the daemon reads the file: give it a path that does not depend on our cwd
         return c, ({"file": str(Path(args[0]).resolve())} if args else {})
+    if c == "add-mirror":
+        _allow_options(inv, set())
+        br, mirror = _nargs(inv, 2)
+        return c, {"bridge": br, "mirror": mirror, "settings": _coerce(inv.settings)}
+    if c == "del-mirror":
+        _allow_options(inv, {"--if-exists"})
+        _no_settings(inv)
+        br, mirror = _nargs(inv, 2)
+        return c, {"bridge": br, "mirror": mirror, "if_exists": "--if-exists" in inv.flags}
+    if c == "list-mirrors":
+        _allow_options(inv, set())
+        _no_settings(inv)
+        (br,) = _nargs(inv, 1)
+        return c, {"bridge": br}
+    if c == "trace":
+        _allow_options(inv, set())
+        (br,) = _nargs(inv, 1)
+        return c, {"bridge": br, "flow": _coerce(inv.settings)}
+    if c == "capture":
+        _allow_options(inv, {"--count", "--snaplen"})
+        _no_settings(inv)
+        (port,) = _nargs(inv, 1)
+        params = {"port": port}
+        for opt in ("--count", "--snaplen"):
+            if opt in inv.options:
+                params[opt[2:]] = inv.options[opt]
+        return c, params
     if c == "version":
         return c, {}
     if not c:
@@ -277,6 +316,9 @@ PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "lacp/show": formatting.lacp_show,
     "version": lambda r, p: str(r),
     "reload": formatting.reloaded,
+    "list-mirrors": formatting.list_mirrors,
+    "upcall/show": formatting.upcall_show,
+    "trace": formatting.trace,
 }
 
 
@@ -292,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vswitchctl: {e} (see vswitchctl --help)", file=sys.stderr)
         return 1
     timeout = float(inv.options.get("--timeout", "60"))
+    if method == "capture":
+        return run_capture(inv.options.get("--sock") or default_sock(), params, timeout)
     try:
         with Client(inv.options.get("--sock") or default_sock(), timeout=timeout) as client:
             result = client.call(method, **params)

@@ -34,6 +34,7 @@ from .config import SwitchConfig
 from .config_file import ConfigFileError, load_config_file
 from .datapath import Datapath
 from .errors import VswitchError
+from .capture import CaptureManager
 from .monitor import LinkMonitor
 from .netns import NamespaceRegistry
 from .server import ControlServer
@@ -190,7 +191,9 @@ async def serve(cfg: SwitchConfig, system_id: str, db: Path, sock: Path,
     sw = Switch(dp, db, namespaces, loop, system_id)
     sw.config_file = config_file
     loop.add_signal_handler(signal.SIGHUP, _reload_on_hup, sw)
-    server = ControlServer(sw, sock)
+    capture = CaptureManager(sw)
+    server = ControlServer(sw, sock, streams={"capture": capture.stream},
+                           on_change=[capture.reconcile])
     # Subscribed before any port exists, so no link event is missed.
     monitor = LinkMonitor(sw.on_link_event)
     try:

@@ -102,6 +102,24 @@ class UpcallStats:
 
 
 @dataclass(frozen=True)
+class TraceOutput:
+    port: int                 # engine ids
+    iface: int
+    vlan: int
+    tagged: bool
+    mirror: int | None        # the mirror slot whose copy this is
+
+
+@dataclass(frozen=True)
+class RawTrace:
+    steps: list[tuple[int, int, int, int]]    # (VS_TRACE_* kind, a, b, c)
+    outputs: list[TraceOutput]
+    drop: str | None
+    in_iface: int
+    steps_lost: int
+
+
+@dataclass(frozen=True)
 class FdbEntry:
     port: int
     vlan: int
@@ -269,6 +287,47 @@ class Datapath:
     def set_capture(self, iface: int, snaplen: int) -> None:
         """Copy the interface's frames to the upcall queue (snaplen 0: stop)."""
         _check(lib.vs_iface_set_capture(self._dp, iface, snaplen), "set capture")
+
+    # --- mirrors -------------------------------------------------------------------
+    def mirror_set(self, br: int, slot: int, *, select_all: bool, src: Iterable[int],
+                   dst: Iterable[int], vlans: Iterable[int], output_port: int | None,
+                   output_vlan: int | None) -> None:
+        """Create or replace a mirror (engine port ids; empty vlans: all)."""
+        cfg = ffi.new("struct vs_mirror_config *")
+        cfg.select_all = int(select_all)
+        for field_name, ids in (("select_src", src), ("select_dst", dst)):
+            bitmap = getattr(cfg, field_name)
+            for p in ids:
+                bitmap[p >> 3] |= 1 << (p & 7)
+        vids = list(vlans)
+        cfg.all_vlans = int(not vids)
+        for v in vids:
+            cfg.select_vlan[v >> 3] |= 1 << (v & 7)
+        cfg.output_port = -1 if output_port is None else output_port
+        cfg.output_vlan = output_vlan or 0
+        _check(lib.vs_mirror_set(self._dp, br, slot, cfg), "set mirror")
+
+    def mirror_del(self, br: int, slot: int) -> None:
+        _check(lib.vs_mirror_del(self._dp, br, slot), "delete mirror")
+
+    def mirror_stats(self, br: int, slot: int) -> tuple[int, int]:
+        """(frames, bytes) mirrored."""
+        raw = ffi.new("struct vs_mirror_stats *")
+        _check(lib.vs_mirror_stats(self._dp, br, slot, raw), "mirror statistics")
+        return raw.tx_packets, raw.tx_bytes
+
+    # --- trace ---------------------------------------------------------------------
+    def trace(self, iface: int, frame: bytes) -> RawTrace:
+        """What the engine would do with frame arriving on iface (nothing is
+        sent, learned or counted)."""
+        out = ffi.new("struct vs_trace *")
+        _check(lib.vs_dp_trace(self._dp, iface, frame, len(frame), out), "trace")
+        steps = [(s.kind, s.a, s.b, s.c) for s in out.steps[0:out.n_steps]]
+        outputs = [TraceOutput(o.port, o.iface, o.vlan, bool(o.tagged),
+                               None if o.mirror < 0 else o.mirror)
+                   for o in out.outputs[0:out.n_outputs]]
+        drop = DROP_REASONS[out.drop] if 0 <= out.drop < len(DROP_REASONS) else None
+        return RawTrace(steps, outputs, drop, out.in_iface, out.steps_lost)
 
     # --- FDB ---------------------------------------------------------------------
     def fdb_add_static(self, br: int, port: int, vlan: int, mac: str) -> None:

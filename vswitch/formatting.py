@@ -158,3 +158,56 @@ def lacp_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
 def reloaded(result: dict[str, list[str]], params: dict[str, Any]) -> str:
     from .reload import summary
     return summary(result)
+
+
+def list_mirrors(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    out = []
+    for m in result:
+        if m["select_all"]:
+            sel = "select_all"
+        else:
+            parts = []
+            if m["select_src_port"]:
+                parts.append("from " + ",".join(m["select_src_port"]))
+            if m["select_dst_port"]:
+                parts.append("to " + ",".join(m["select_dst_port"]))
+            sel = " or ".join(parts) or "nothing (its ports were deleted)"
+        if m["select_vlan"]:
+            sel += f", VLANs {format_trunks(tuple(m['select_vlan']))}"
+        dest = f"port {m['output_port']}" if m["output_port"] else f"VLAN {m['output_vlan']}"
+        state = "" if m["active"] else " (inactive: its output port is not attached)"
+        out.append(f"{m['name']}: {sel} -> {dest}{state}; "
+                   f"tx_packets={m['tx_packets']}, tx_bytes={m['tx_bytes']}")
+    return "\n".join(out) if out else f"(no mirrors on {params['bridge']})"
+
+
+def trace(result: dict[str, Any], params: dict[str, Any]) -> str:
+    flow = " ".join(f"{k}={v}" for k, v in params["flow"].items())
+    lines = [f"Bridge: {params['bridge']}", f"Flow: {flow}", ""]
+    lines += [f"{i:2d}. {s}" for i, s in enumerate(result["steps"], 1)]
+    lines.append("")
+    if result["outputs"]:
+        outs = []
+        for o in result["outputs"]:
+            where = o["port"] if o["interface"] == o["port"] else f"{o['port']} ({o['interface']})"
+            outs.append(f"{where} " + (f"vlan {o['vlan']}" if o["tagged"] else "untagged"))
+        lines.append("Result: output to " + ", ".join(outs))
+    elif result["drop"]:
+        lines.append(f"Result: dropped ({result['drop']})")
+    else:
+        lines.append("Result: no output (no port to send it to)")
+    return "\n".join(lines)
+
+
+def upcall_show(result: dict[str, Any], params: dict[str, Any]) -> str:
+    out = [f"queue: {result['pending']} waiting ({result['pending_bytes']} of "
+           f"{result['capacity_bytes']} bytes)"]
+    for reason in result["queued"]:
+        out.append(f"  {reason}: queued {result['queued'][reason]}, "
+                   f"dropped {result['dropped'][reason]}")
+    if result["unhandled"] or result["handler_errors"]:
+        out.append(f"unhandled: {result['unhandled']}, handler errors: "
+                   f"{result['handler_errors']}")
+    for c in result["handlers"].get("capture") or []:
+        out.append(f"capture on {c['port']}: {c['captured']} frames, {c['dropped']} dropped")
+    return "\n".join(out)

@@ -39,7 +39,7 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
     changes: dict[str, list[str]] = {k: [] for k in (
         "bridges_added", "bridges_removed", "bridges_changed", "ports_added",
         "ports_removed", "ports_changed", "ports_recreated", "fdb_added", "fdb_removed",
-        "ports_repaired", "fdb_restored")}
+        "ports_repaired", "fdb_restored", "mirrors_changed")}
     common = [b for b in new.bridges if b in old.bridges]
 
     def port_plan(b: str) -> tuple[list[str], list[str], list[str]]:
@@ -121,6 +121,12 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
         for b in common:
             changes["ports_removed"] += [p for p in plans[b][0]
                                          if p not in new.bridges[b].ports]
+        # 4. mirrors, now that every port they name exists (by its new id)
+        for b in common:
+            sw._sync_mirrors(b, new.bridges[b])
+            undo.append(partial(sw._sync_mirrors, b, old.bridges[b]))
+            if old.bridges[b].mirrors != new.bridges[b].mirrors:
+                changes["mirrors_changed"].append(b)
         sw._persist(new)
     except BaseException:
         for step in reversed(undo):

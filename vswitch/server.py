@@ -14,19 +14,29 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 from . import protocol
-from .api import MUTATING, dispatch
+from .api import MUTATING, Params, dispatch
 from .errors import VswitchError
 from .switch import Switch
+
+# A streaming method (protocol.py): it answers and streams on the connection
+# itself; VswitchError before its first reply is an ordinary error.
+StreamHandler = Callable[[Any, Params, asyncio.StreamReader, asyncio.StreamWriter],
+                         Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
 
 class ControlServer:
-    def __init__(self, switch: Switch, path: Path) -> None:
+    def __init__(self, switch: Switch, path: Path,
+                 streams: dict[str, StreamHandler] | None = None,
+                 on_change: list[Callable[[], None]] | None = None) -> None:
         self.switch = switch
         self.path = path
+        self.streams = streams or {}
+        self.on_change = on_change or []    # after every configuration change
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Task] = set()
 
@@ -65,13 +75,38 @@ class ControlServer:
                                                 f"{protocol.MAX_REQUEST} bytes"))
                     await writer.drain()
                     return
-                writer.write(self._handle(line))
-                await writer.drain()
+                streamed = await self._stream(line, reader, writer)
+                if streamed:
+                    return          # a stream ends its connection
+                if streamed is None:
+                    writer.write(self._handle(line))
+                    await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._clients.discard(task)
             writer.close()
+
+    async def _stream(self, line: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool | None:
+        """Serve line if it asks for a streaming method.  None: it does not
+        (nothing written); True: a stream ran; False: the request failed
+        before its stream began (the error is written, the connection goes
+        on as JSON lines)."""
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(req, dict) or req.get("method") not in self.streams:
+            return None
+        method, req_id = req["method"], req.get("id")
+        try:
+            await self.streams[method](req_id, Params(method, req.get("params")), reader, writer)
+        except VswitchError as e:
+            writer.write(protocol.error(req_id, e.code, e.message))
+            await writer.drain()
+            return False
+        return True
 
     def _handle(self, line: bytes) -> bytes:
         try:
@@ -93,4 +128,9 @@ class ControlServer:
             return protocol.error(req_id, "EIO", f"internal error: {e}")
         if method in MUTATING:
             log.info("%s %s: ok", method, json.dumps(req.get("params"), sort_keys=True))
+            for hook in self.on_change:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("after %s", method)
         return protocol.reply(req_id, result)

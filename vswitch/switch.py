@@ -27,6 +27,7 @@ from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchCon
 from . import links
 from .bond import Bond
 from .bond_commands import BondCommands
+from .mirror import MirrorCommands
 from .datapath import UPCALL_SLOW_PROTO, Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
@@ -57,6 +58,7 @@ class BridgeRuntime:
     br_id: int
     name: str = ""
     ports: dict[str, PortRuntime] = field(default_factory=dict)
+    mirror_slots: dict[str, int] = field(default_factory=dict)   # mirror name -> engine slot
 
 
 class DamagedDatabase(VswitchError):
@@ -70,7 +72,7 @@ def _cfg_error(e: ConfigError) -> VswitchError:
     return invalid(str(e))
 
 
-class Switch(BondCommands):
+class Switch(BondCommands, MirrorCommands):
     def __init__(self, dp: Datapath, db_path: Path, namespaces: NamespaceRegistry,
                  loop: asyncio.AbstractEventLoop | None = None,
                  system_id: str | None = None) -> None:
@@ -159,6 +161,7 @@ class Switch(BondCommands):
                 self._create_port(rt, port, strict)
             for s in br.static_macs:
                 self._apply_static(br.name, s)
+            self._sync_mirrors(br.name, br)
         except BaseException:
             self._remove_bridge(br.name)
             raise
@@ -190,6 +193,7 @@ class Switch(BondCommands):
             self.dp.del_port(prt.port_id)
             raise
         rt.ports[cfg.name] = prt
+        self._resync_mirrors_of(rt)     # mirrors naming it find its new engine id
         return prt
 
     def _remove_port(self, rt: BridgeRuntime, name: str) -> PortRuntime:
@@ -419,9 +423,16 @@ class Switch(BondCommands):
             where = f" on bridge {bridge}" if bridge else ""
             raise not_found(f"no port named {name}{where}")
         br, cfg = found
+        outputs_to = self._mirror_outputs(name)
+        if outputs_to:
+            b, m = outputs_to[0]
+            raise VswitchError("EBUSY", f"port {name} is the output of mirror {m} on bridge "
+                                        f"{b} (del-mirror {b} {m} first)")
         statics = tuple(s for s in br.static_macs if s.port != name)
+        # as in Open vSwitch, a deleted port leaves the mirrors' selections
         new_br = replace(br, ports={n: p for n, p in br.ports.items() if n != name},
-                         static_macs=statics)
+                         static_macs=statics,
+                         mirrors=tuple(m.without_port(name) for m in br.mirrors))
         new_cfg = self.config.with_bridge(new_br)
         self._persist(new_cfg)
         self._remove_port(self.bridges[br.name], name)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from ._engine import ffi
 from .datapath import UPCALL_REASONS, Datapath, UpcallStats
@@ -52,6 +52,7 @@ class UpcallChannel:
     def __init__(self, dp: Datapath) -> None:
         self.dp = dp
         self._handlers: dict[int, Handler] = {}
+        self._status: dict[int, Callable[[], Any]] = {}
         self._meta = ffi.new("struct vs_upcall *")
         self._buf = ffi.new("uint8_t[]", BUF_SIZE)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,17 +60,22 @@ class UpcallChannel:
         self.unhandled = 0        # upcalls of a reason nobody registered
         self.handler_errors = 0
 
-    def register(self, reason: int, handler: Handler) -> None:
-        """Send upcalls of `reason` to `handler` (one handler per reason)."""
+    def register(self, reason: int, handler: Handler,
+                 status: Callable[[], Any] | None = None) -> None:
+        """Send upcalls of `reason` to `handler` (one handler per reason);
+        status(), if given, describes the handler's state for upcall/show."""
         if reason not in UPCALL_REASONS:
             raise VswitchError("EINVAL", f"unknown upcall reason {reason}")
         if reason in self._handlers and self._handlers[reason] is not handler:
             raise VswitchError("EBUSY", f"upcall reason {UPCALL_REASONS[reason]} already "
                                         "has a handler")
         self._handlers[reason] = handler
+        if status is not None:
+            self._status[reason] = status
 
     def unregister(self, reason: int) -> None:
         self._handlers.pop(reason, None)
+        self._status.pop(reason, None)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -102,3 +108,10 @@ class UpcallChannel:
 
     def stats(self) -> UpcallStats:
         return self.dp.upcall_stats()
+
+    def show(self) -> dict[str, Any]:
+        """upcall/show: the queue's counters and each handler's state."""
+        return {**self.stats().to_json(), "unhandled": self.unhandled,
+                "handler_errors": self.handler_errors,
+                "handlers": {UPCALL_REASONS[r]: (self._status[r]() if r in self._status else None)
+                             for r in sorted(self._handlers)}}
