@@ -160,10 +160,10 @@ class Bond:
             self.lacp.set_port(name, self._port_number(m), self._lacp_mac(m), m.link_ok)
 
     def remove_member(self, name: str) -> None:
+        if self.lacp is not None:
+            self.lacp.remove_port(name)     # while it can still send its goodbye
         m = self.members.pop(name)
         self._cancel(m)
-        if self.lacp is not None:
-            self.lacp.remove_port(name)
         if self.active == name:
             self.active = None
         self.buckets = [None if b == name else b for b in self.buckets]
@@ -255,7 +255,11 @@ class Bond:
             return None
         sysid = self.setting("lacp_system_id")
         prio = self.setting("lacp_system_priority")
-        if prio is None:   # Open vSwitch prefers bondable links: 65534 with two or more
+        if prio is None:
+            # Open vSwitch prefers bondable links: 65534 with two or more
+            # members.  Counted when LACP is configured, not on every member
+            # change: a new system priority is a new identity, and the partner
+            # would take the whole aggregate down to learn it.
             prio = 65534 if len(self.cfg.interfaces) > 1 else 65535
         return LacpSettings(active=mode == "active", fast=self.setting("lacp_time") == "fast",
                             fallback_ab=bool(self.setting("lacp_fallback_ab")),

@@ -291,6 +291,9 @@ class BondCommands:
         m = prt.bond.members.get(member)
         if m is None:
             return
+        # The bond lets go first, while the device is still there: its
+        # buckets move, and under LACP it says goodbye on that link.
+        prt.bond.remove_member(member)
         if m.iface is not None:
             self.dp.del_iface(m.iface)
             prt.ifaces.remove(m.iface)
@@ -298,4 +301,3 @@ class BondCommands:
         if att is not None:
             self.factory.release(att)
             self._forget_brought_up(member)
-        prt.bond.remove_member(member)

@@ -184,3 +184,34 @@ def test_member_device_recreated_gets_claimed_and_renumbered():
     timers.advance(AGGREGATE_WAIT + 2)
     assert enabled(a) == ["a10", "a11"]
     assert a.lacp is not None and a.lacp.show()["members"][1]["port_id"] == 16
+
+
+def test_a_member_leaving_the_bond_says_goodbye_on_its_link():
+    timers, a, b, dpa, dpb = wired()
+    timers.advance(5)
+    assert enabled(b) == ["b20", "b21"]
+    a.cfg = parse_port("a", {"type": "bond", "interfaces": ["a10"], "lacp": "active",
+                             "lacp_time": "fast"}, ())
+    a.remove_member("a11")
+    timers.advance(0.01)
+    assert enabled(b) == ["b20"]             # at once, not after B's 3 s timeout
+    assert enabled(a) == ["a10"] and set(dpa.buckets.values()) <= {10}
+    # the aggregate's identity did not change: its other link never flapped
+    timers.advance(5)
+    assert enabled(b) == ["b20"] and a.lacp is not None
+    assert a.lacp.settings.system_priority == 65534
+
+
+def test_lacp_show_has_exactly_the_issues_shape():
+    timers, a, b, dpa, dpb = wired()
+    timers.advance(5)
+    assert a.lacp is not None
+    shown = a.lacp.show(["a10", "a11"])
+    assert set(shown) == {"bond", "status", "actor", "partner", "members"}
+    assert set(shown["actor"]) == set(shown["partner"]) == \
+        {"system_id", "system_priority", "key"}
+    for m in shown["members"]:
+        assert set(m) == {"name", "port_id", "distributing", "actor_state", "partner_state",
+                          "pdus_tx", "pdus_rx", "pdus_bad"}
+        assert isinstance(m["distributing"], bool)
+        assert all(isinstance(w, str) for w in m["actor_state"] + m["partner_state"])

@@ -165,10 +165,14 @@ class Lacp:
         self._run()
 
     def remove_port(self, name: str) -> None:
-        p = self.ports.pop(name, None)
-        if p is not None:
-            p.cancel_timers()
-            self._run()
+        """A member leaves the bond: it says goodbye on its link first."""
+        p = self.ports.get(name)
+        if p is None:
+            return
+        self._farewell(p)
+        del self.ports[name]
+        p.cancel_timers()
+        self._run()
 
     def set_port(self, name: str, number: int | None = None, mac: bytes | None = None,
                  enabled: bool | None = None) -> None:
@@ -214,13 +218,19 @@ class Lacp:
         if self._stopped:
             return
         for p in self.ports.values():
-            if p.enabled and p.periodic is not None and (p.mux != MUX_DETACHED or p.fallback):
-                p.mux, p.fallback = MUX_DETACHED, False
-                if self.send(p.name, encode(Lacpdu(self.actor_info(p), p.partner), p.mac)):
-                    p.pdus_tx += 1
+            self._farewell(p)
         self._stopped = True
         for p in self.ports.values():
             p.cancel_timers()
+
+    def _farewell(self, p: LacpPort) -> None:
+        """One LACPDU saying this member is out of the aggregate, if it was in."""
+        if self._stopped or not p.enabled or p.periodic is None:
+            return
+        if p.mux != MUX_DETACHED or p.fallback:
+            p.mux, p.fallback = MUX_DETACHED, False
+            if self.send(p.name, encode(Lacpdu(self.actor_info(p), p.partner), p.mac)):
+                p.pdus_tx += 1
 
     def receive(self, name: str, frame: bytes) -> None:
         """A frame claimed as LACP on member `name` (from the upcall channel)."""
