@@ -94,8 +94,8 @@ enum vs_drop_reason {
 /* Every frame read from an interface is counted once in rx_packets and
  * then exactly once more: in rx_forwarded (sent on, or flooded, possibly to
  * nobody), in rx_upcall (claimed by the control plane) or in one of the
- * drops[] of that interface.  Drops on the way out
- * (an output that cannot take it) count on the output interface. */
+ * drops[] of that interface.  Drops on the way out (an output that cannot
+ * take it) count on the output interface. */
 struct vs_iface_stats {
     uint64_t rx_packets;
     uint64_t rx_bytes;

@@ -23,6 +23,7 @@ pkgs=(
     "iputils-ping:/usr/bin/ping"
     "gcc:/usr/bin/gcc"
     "procps:/usr/bin/pgrep"
+    "nftables:/usr/sbin/nft"    # NAT and published ports (vswitch/nft.py)
 )
 if ! python3 -c 'import sysconfig,os,sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")) else 1)'; then
     pkgs+=("python3-dev:/usr/include/python3.11/Python.h")

@@ -73,9 +73,11 @@ class Params:
 def _add_br(sw: Switch, p: Params) -> None:
     name, settings, may = p.text("bridge"), p.settings(), p.flag("may_exist")
     p.done()
-    bad = set(settings) - {"mac_aging", "mac_table_size"}
+    allowed = ("mac_aging", "mac_table_size", "subnet", "gateway", "masquerade", "subnet6",
+               "gateway6")
+    bad = set(settings) - set(allowed)
     if bad:
-        raise invalid(f"unknown bridge setting {sorted(bad)[0]!r} (mac_aging, mac_table_size)")
+        raise invalid(f"unknown bridge setting {sorted(bad)[0]!r} ({', '.join(allowed)})")
     sw.add_bridge(name, settings, may)
 
 
@@ -117,6 +119,12 @@ def _list_ports(sw: Switch, p: Params) -> list[str]:
 def _show(sw: Switch, p: Params) -> dict[str, Any]:
     p.done()
     return sw.show()
+
+
+def _net_show(sw: Switch, p: Params) -> dict[str, Any]:
+    br = p.text("bridge")
+    p.done()
+    return sw.net_show(br)
 
 
 def _fdb_show(sw: Switch, p: Params) -> list[dict[str, Any]]:
@@ -266,6 +274,7 @@ METHODS: dict[str, Handler] = {
     "list-ports": _list_ports,
     "show": _show,
     "fdb/show": _fdb_show,
+    "net/show": _net_show,
     "fdb/flush": _fdb_flush,
     "fdb/add": _fdb_add,
     "fdb/del": _fdb_del,

@@ -51,9 +51,9 @@ def pcap_header(snaplen: int) -> bytes:
     return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET)
 
 
-def pcap_record(up: Upcall) -> bytes:
+def pcap_record_header(up: Upcall) -> bytes:
     sec, nsec = divmod(up.time_ns, 1_000_000_000)
-    return struct.pack("<IIII", sec, nsec // 1000, len(up.frame), up.orig_len) + up.frame
+    return struct.pack("<IIII", sec, nsec // 1000, len(up.frame), up.orig_len)
 
 
 @dataclass(eq=False)
@@ -62,7 +62,7 @@ class Session:
     prt: PortRuntime                 # the port as it was when the capture began
     count: int | None
     snaplen: int
-    records: deque[bytes] = field(default_factory=deque)
+    records: deque[bytes] = field(default_factory=deque)   # record headers and frames
     buffered: int = 0
     captured: int = 0
     dropped: int = 0
@@ -73,12 +73,14 @@ class Session:
     def add(self, up: Upcall) -> None:
         if self.end is not None:
             return
-        rec = pcap_record(up)
-        if self.buffered + len(rec) > MAX_BUFFERED:
+        size = 16 + len(up.frame)
+        if self.buffered + size > MAX_BUFFERED:
             self.dropped += 1        # the client is not keeping up
             return
-        self.records.append(rec)
-        self.buffered += len(rec)
+        # header and frame apart: the frame is copied once, into the chunk
+        self.records.append(pcap_record_header(up))
+        self.records.append(up.frame)
+        self.buffered += size
         self.captured += 1
         if self.count is not None and self.captured >= self.count:
             self.end = "count"
@@ -201,6 +203,12 @@ class CaptureManager:
         log.info("capture on %s ended (%s): %d frames, %d dropped", s.port, s.end,
                  s.captured, s.dropped)
 
+    @staticmethod
+    def _send(writer: asyncio.StreamWriter, s: Session) -> None:
+        data = s.take()
+        writer.write(protocol.chunk_header(len(data)))
+        writer.write(data)
+
     async def stream(self, req_id: Any, p: Params, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         s = self.open(p)
@@ -213,9 +221,13 @@ class CaptureManager:
             client = asyncio.ensure_future(reader.read(1))
             try:
                 while True:
-                    while s.records:
-                        writer.write(protocol.chunk(s.take()))
+                    # (a busy port never empties the buffer: look at the
+                    # client between chunks, or its Ctrl-C would go unseen)
+                    while s.records and not client.done():
+                        self._send(writer, s)
                         await writer.drain()
+                    if client.done():
+                        s.finish("stopped")
                     if s.end is not None:
                         break
                     s.wake.clear()
@@ -227,6 +239,9 @@ class CaptureManager:
                         s.finish("stopped")
             finally:
                 client.cancel()
+            while s.records:         # what was captured before the end
+                self._send(writer, s)
+                await writer.drain()
             writer.write(protocol.chunk(b""))
             # queue_dropped: copies the engine could not queue while this
             # capture ran (of any capture: the queue is shared)

@@ -3,12 +3,16 @@
 Stops cleanly three ways: --count frames were captured (the daemon ends
 the stream), Ctrl-C (we close our side of the connection, the daemon ends
 the stream and we still write what it sent until then, so the file is
-whole), or a closed pipe (`| head -c 1000`, a tcpdump that exited): then we
-exit quietly, as `cat` would not but a capture tool should.
+whole; a second Ctrl-C quits at once), or a closed pipe (`| head -c 1000`,
+a tcpdump that exited): then we exit quietly, as `cat` would not but a
+capture tool should.  Ctrl-C is caught by a handler rather than as an
+exception, which could land in the middle of a chunk and lose its place
+in the stream.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any, BinaryIO
 
@@ -30,6 +34,17 @@ def _copy(client: Client, out: BinaryIO) -> None:
         out.flush()
 
 
+def _stop_on_ctrl_c(client: Client) -> None:
+    pressed: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        client.stop_stream()
+    signal.signal(signal.SIGINT, handler)
+
+
 def run_capture(sock: str, params: dict[str, Any], timeout: float) -> int:
     out = sys.stdout.buffer
     if out.isatty():
@@ -41,15 +56,8 @@ def run_capture(sock: str, params: dict[str, Any], timeout: float) -> int:
         with Client(sock, timeout=timeout) as client:
             client.call("capture", **params)
             client.settimeout(None)
-            try:
-                _copy(client, out)
-            except KeyboardInterrupt:
-                # ask for the end, and keep what was already on its way
-                client.stop_stream()
-                try:
-                    _copy(client, out)
-                except (KeyboardInterrupt, OSError, VswitchError):
-                    return 0
+            _stop_on_ctrl_c(client)
+            _copy(client, out)
             end = client.stream_end()
     except BrokenPipeError:
         _quiet_stdout()

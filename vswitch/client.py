@@ -63,20 +63,29 @@ class Client:
         return msg.get("result")
 
     # --- streams (protocol.py): call() the method, then read its chunks ----------
-    def chunks(self) -> Iterator[bytes]:
+    def _read_exact(self, n: int) -> bytearray:
+        """n bytes, read straight into one buffer (a stream carries
+        megabytes a second: no growing and re-slicing of a bytes object)."""
+        out = bytearray(n)
+        have = min(n, len(self._buf))
+        out[:have] = self._buf[:have]
+        self._buf = self._buf[have:]
+        view = memoryview(out)
+        while have < n:
+            got = self._sock.recv_into(view[have:])
+            if not got:
+                raise VswitchError("ECONNRESET", "vswitchd closed the connection")
+            have += got
+        return out
+
+    def chunks(self) -> Iterator[bytearray]:
         """The stream's chunks as they come; afterwards stream_end() gives
         the closing result."""
         while True:
-            while len(self._buf) < 4:
-                self._fill()
-            (n,) = struct.unpack("!I", self._buf[:4])
+            (n,) = struct.unpack("!I", self._read_exact(4))
             if n == 0:
-                self._buf = self._buf[4:]
                 return
-            while len(self._buf) < 4 + n:
-                self._fill()
-            data, self._buf = self._buf[4:4 + n], self._buf[4 + n:]
-            yield data
+            yield self._read_exact(n)
 
     def settimeout(self, timeout: float | None) -> None:
         """None while reading a stream: a capture may be quiet for hours."""

@@ -160,15 +160,20 @@ def check_vlan(value: Any, path: Path, what: str = "VLAN") -> int:
     return check_int(value, path, what, 1, 4094)
 
 
+def list_items(value: Any, path: Path, message: str) -> list[Any]:
+    """A list's items, or those of a comma-separated string ("10,20");
+    anything else is ConfigError(path, message)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(path, message)
+
+
 def parse_trunks(value: Any, path: Path) -> tuple[int, ...]:
     """Accepts [10, 20], "10,20,30-40" or [] (all VLANs)."""
-    items: list[Any]
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(path, "trunks must be a list of VLANs or a string like '10,20,30-40'")
+    items = list_items(value, path,
+                       "trunks must be a list of VLANs or a string like '10,20,30-40'")
     vids: set[int] = set()
     for item in items:
         if isinstance(item, str) and "," in item:
@@ -232,6 +237,8 @@ class PortConfig:
     lacp_fallback_ab: bool | None = None
     lacp_system_id: str | None = None
     lacp_system_priority: int | None = None
+    # published ports (netconfig.py): "HOSTPORT:PORT/PROTO"
+    publish: tuple[str, ...] = ()
 
     def bond_setting(self, key: str) -> Any:
         """A bond key's value, or its default (Open vSwitch's).  The LACP
@@ -271,6 +278,8 @@ class PortConfig:
             out["trunks"] = format_trunks(self.trunks)
         if self.interfaces:
             out["interfaces"] = list(self.interfaces)
+        if self.publish:
+            out["publish"] = list(self.publish)
         return out
 
 
@@ -292,6 +301,42 @@ class BridgeConfig:
     ports: Mapping[str, PortConfig] = field(default_factory=dict)
     static_macs: tuple[StaticMac, ...] = ()
     mirrors: tuple[MirrorConfig, ...] = ()     # vswitch/mirror.py
+    # networks (netconfig.py): None means "not set" (no subnet; the
+    # subnet's first host as gateway; masquerade on)
+    subnet: str | None = None
+    gateway: str | None = None
+    masquerade: bool | None = None
+    subnet6: str | None = None        # IPv6: addresses and routes, no NAT
+    gateway6: str | None = None
+
+    @property
+    def gateway_address(self) -> ipaddress.IPv4Address:
+        """The gateway (the bridge's own port's address); needs a subnet."""
+        assert self.subnet
+        if self.gateway:
+            return ipaddress.IPv4Address(self.gateway)
+        return ipaddress.IPv4Network(self.subnet).network_address + 1
+
+    @property
+    def has_network(self) -> bool:
+        """A subnet of either family: the bridge has its own port."""
+        return bool(self.subnet or self.subnet6)
+
+    def network(self, version: int) -> "ipaddress.IPv4Network | ipaddress.IPv6Network | None":
+        text = self.subnet if version == 4 else self.subnet6
+        return ipaddress.ip_network(text) if text else None
+
+    def gateway_of(self, version: int) -> "ipaddress.IPv4Address | ipaddress.IPv6Address | None":
+        """The gateway of that family (default: the subnet's first host)."""
+        net = self.network(version)
+        if net is None:
+            return None
+        given = self.gateway if version == 4 else self.gateway6
+        return ipaddress.ip_address(given) if given else net.network_address + 1
+
+    @property
+    def masquerading(self) -> bool:
+        return bool(self.subnet) and self.masquerade is not False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mac_aging": self.mac_aging,
@@ -301,6 +346,9 @@ class BridgeConfig:
             out["fdb"] = [s.to_json() for s in self.static_macs]
         if self.mirrors:
             out["mirror"] = [m.to_json() for m in self.mirrors]
+        for key in ("subnet", "gateway", "masquerade", "subnet6", "gateway6"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
 
@@ -334,14 +382,15 @@ LACP_KEYS = ("lacp", "lacp_time", "lacp_fallback_ab", "lacp_system_id",
 BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
              "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval") + LACP_KEYS
 PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "trunks",
-             "vlan_mode", "interfaces") + BOND_KEYS
+             "vlan_mode", "interfaces", "publish") + BOND_KEYS
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     """Open vSwitch spells some bond keys with dashes (bond-primary,
     bond-detect-mode, lacp-time); accept both spellings."""
     return {k.replace("-", "_"): v for k, v in data.items()}
-BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "mirror")
+BRIDGE_KEYS = ("mac_aging", "mac_table_size", "port", "fdb", "mirror", "subnet", "gateway",
+               "masquerade", "subnet6", "gateway6")
 
 
 def _table(value: Any, path: Path, what: str) -> Mapping[str, Any]:
@@ -357,7 +406,11 @@ def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], path: Path)
                                              f"(expected one of: {', '.join(allowed)})")
 
 
-def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
+def parse_port(name: str, data: Mapping[str, Any], path: Path,
+               subnet: str | None = None, subnet6: str | None = None) -> PortConfig:
+    """subnet, subnet6: the bridge's, if it has them (a bare --ip gets the
+    prefix length of its family's)."""
+    from .netconfig import parse_publish, with_subnet_prefix
     check_name(name, path, "port name")
     data = normalize_keys(_table(data, path, "a port"))
     _unknown_keys(data, PORT_KEYS, path)
@@ -374,7 +427,8 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
         if ifname == "lo":
             raise ConfigError(path + ("ifname",), "lo is the namespace's loopback "
                                                   "interface; choose another ifname")
-    ips = parse_addresses(data.get("ip", ()), path + ("ip",))
+    ips = parse_addresses(with_subnet_prefix(data.get("ip", ()), subnet, subnet6),
+                          path + ("ip",))
     mac = data.get("mac")
     if mac is not None:
         mac = check_mac(mac, path + ("mac",))
@@ -384,6 +438,7 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
     offload = data.get("offload")
     if offload is not None:
         offload = check_bool(offload, path + ("offload",), "offload")
+    publish = parse_publish(data["publish"], path + ("publish",)) if "publish" in data else ()
 
     if ptype == "system":
         if name == "lo":
@@ -430,7 +485,8 @@ def parse_port(name: str, data: Mapping[str, Any], path: Path) -> PortConfig:
         raise ConfigError(path + ("trunks",), "an access port carries only its tag; "
                           "trunks is not allowed (use a native vlan_mode)")
     return PortConfig(name=name, type=ptype, netns=netns, ifname=ifname, ip=ips, mac=mac,
-                      mtu=mtu, offload=offload, tag=tag, trunks=trunks, vlan_mode=vlan_mode, **bond)
+                      mtu=mtu, offload=offload, tag=tag, trunks=trunks, vlan_mode=vlan_mode,
+                      publish=publish, **bond)
 
 
 def parse_bond_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -513,15 +569,18 @@ def parse_static_mac(data: Any, path: Path, ports: Mapping[str, PortConfig]) -> 
 
 
 def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig:
+    from . import netconfig
     check_name(name, path, "bridge name")
     data = _table(data, path, "a bridge")
     _unknown_keys(data, BRIDGE_KEYS, path)
+    network = netconfig.parse_bridge_network(data, path)
     aging = check_int(data.get("mac_aging", DEFAULT_MAC_AGING), path + ("mac_aging",),
                       "mac_aging", *MAC_AGING_RANGE)
     size = check_int(data.get("mac_table_size", DEFAULT_MAC_TABLE_SIZE),
                      path + ("mac_table_size",), "mac_table_size", *MAC_TABLE_SIZE_RANGE)
     ports_raw = _table(data.get("port", {}), path + ("port",), "port")
-    ports = {pname: parse_port(pname, pdata, path + ("port", pname))
+    ports = {pname: parse_port(pname, pdata, path + ("port", pname), network["subnet"],
+                               network["subnet6"])
              for pname, pdata in ports_raw.items()}
     fdb_raw = data.get("fdb", [])
     if not isinstance(fdb_raw, list):
@@ -538,8 +597,10 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
                                            f"in mac_table_size {size}")
     from .mirror import parse_mirrors   # mirror.py builds on this module
     mirrors = parse_mirrors(data.get("mirror", []), path + ("mirror",), ports)
-    return BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
-                        static_macs=statics, mirrors=mirrors)
+    br = BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
+                      static_macs=statics, mirrors=mirrors, **network)
+    netconfig.check_bridge(br)
+    return br
 
 
 def parse_switch(data: Mapping[str, Any]) -> SwitchConfig:
@@ -554,7 +615,9 @@ def parse_switch(data: Mapping[str, Any]) -> SwitchConfig:
 
 
 def check_global(cfg: SwitchConfig) -> None:
-    """Rules across bridges: names unique, no two ports on one device."""
+    """Rules across bridges: names unique, no two ports on one device (and
+    the network rules of netconfig.check_global)."""
+    from . import netconfig
     owner: dict[str, str] = {}
     devices: dict[tuple[str | None, str], str] = {}
     for br in cfg.bridges.values():
@@ -572,3 +635,4 @@ def check_global(cfg: SwitchConfig) -> None:
                     raise ConfigError(path, f"interface {dev[1]!r} in {where} is already "
                                             f"used by port {devices[dev]!r}")
                 devices[dev] = port.name
+    netconfig.check_global(cfg)

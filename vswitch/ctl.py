@@ -25,15 +25,18 @@ usage: vswitchctl [--sock PATH] [--json] COMMAND [ARGS]
 
 Bridges:
   add-br BR [--may-exist] [mac_aging=S] [mac_table_size=N]
+         [subnet=CIDR] [gateway=IP] [masquerade=true|false] [subnet6=CIDR6] [gateway6=IP6]
   del-br BR [--if-exists]
   list-br
   br-exists BR                       exit status 2 if BR does not exist
-  set bridge BR KEY=VALUE...         mac_aging, mac_table_size
-  set port PORT KEY=VALUE...         ip (ip=A,B or ip=A ip=B), tag, trunks, vlan_mode
-                                     (KEY= clears it)
+  set bridge BR KEY=VALUE...         mac_aging, mac_table_size, subnet, gateway, subnet6,
+                                     gateway6, masquerade (KEY= clears it)
+  set port PORT KEY=VALUE...         ip (ip=A,B or ip=A ip=B), publish, tag, trunks,
+                                     vlan_mode (KEY= clears it)
 Ports:
   add-port BR PORT [--may-exist] [type=tap|internal|system] [--netns NS]
            [--ifname IF] [--ip CIDR]... [--mac MAC] [mtu=N]
+           [--publish HOSTPORT:PORT[/tcp|/udp]]...
            [tag=VLAN] [trunks=LIST] [vlan_mode=MODE] [offload=false]
   del-port [BR] PORT [--if-exists]
   list-ports BR
@@ -58,6 +61,7 @@ Configuration file:
                                      transaction: only differences change
 Inspecting:
   show [--json]
+  net/show BR [--json]               subnet, gateway, NAT, each port's address
   port/stats [BR] [--json]
 Mirrors, capture, trace:
   add-mirror BR NAME [select_all=true] [select_src_port=P,..] [select_dst_port=P,..]
@@ -82,7 +86,7 @@ Options:
 
 # options that take a value, and the commands that accept them
 VALUE_OPTIONS = {"--sock", "--netns", "--ifname", "--ip", "--mac", "--mtu", "--timeout",
-                 "--count", "--snaplen"}
+                 "--count", "--snaplen", "--publish"}
 FLAG_OPTIONS = {"--json", "--may-exist", "--if-exists", "--help", "-h"}
 PORT_OPTIONS = {"--netns": "netns", "--ifname": "ifname", "--mac": "mac", "--mtu": "mtu"}
 # settings that may be given more than once, making a list
@@ -101,6 +105,7 @@ class Invocation:
     flags: set[str] = field(default_factory=set)
     options: dict[str, str] = field(default_factory=dict)
     ips: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)
 
 
 def parse_argv(argv: list[str]) -> Invocation:
@@ -125,6 +130,8 @@ def parse_argv(argv: list[str]) -> Invocation:
                 i += 1
             if name == "--ip":
                 inv.ips.append(value)
+            elif name == "--publish":
+                inv.publish.append(value)
             else:
                 inv.options[name] = value
             continue
@@ -159,7 +166,8 @@ def _no_settings(inv: Invocation) -> None:
 
 
 def _allow_options(inv: Invocation, allowed: set[str]) -> None:
-    for opt in list(inv.options) + (["--ip"] if inv.ips else []):
+    for opt in (list(inv.options) + (["--ip"] if inv.ips else [])
+                + (["--publish"] if inv.publish else [])):
         if opt not in allowed and opt not in ("--sock", "--timeout"):
             raise UsageError(f"{inv.command} does not take {opt}")
     for flag in inv.flags:
@@ -189,13 +197,14 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         _no_settings(inv)
         _nargs(inv, 0)
         return c, {}
-    if c in ("br-exists", "list-ports", "fdb/show", "fdb/stats-show"):
+    if c in ("br-exists", "list-ports", "fdb/show", "fdb/stats-show", "net/show"):
         _allow_options(inv, set())
         _no_settings(inv)
         (br,) = _nargs(inv, 1)
         return c, {"bridge": br}
     if c == "add-port":
-        _allow_options(inv, {"--may-exist", "--netns", "--ifname", "--ip", "--mac", "--mtu"})
+        _allow_options(inv, {"--may-exist", "--netns", "--ifname", "--ip", "--mac", "--mtu",
+                             "--publish"})
         br, port = _nargs(inv, 2)
         settings = _coerce(inv.settings)
         for opt, key in PORT_OPTIONS.items():
@@ -207,6 +216,10 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
             if "ip" in settings:
                 raise UsageError("ip given twice")
             settings["ip"] = inv.ips
+        if inv.publish:
+            if "publish" in settings:
+                raise UsageError("publish given twice")
+            settings["publish"] = inv.publish
         return c, {"bridge": br, "port": port, "may_exist": "--may-exist" in inv.flags,
                    "settings": settings}
     if c == "del-port":
@@ -307,6 +320,7 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
 PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "show": formatting.show,
     "fdb/show": formatting.fdb_show,
+    "net/show": formatting.net_show,
     "fdb/stats-show": formatting.fdb_stats,
     "port/stats": formatting.port_stats,
     "list-br": formatting.lines,

@@ -1,6 +1,8 @@
 """Text forms of replies, for people (`--json` gives the data itself)."""
 from __future__ import annotations
 
+import ipaddress
+
 from typing import Any
 
 from .config import format_trunks
@@ -26,6 +28,8 @@ def _port_details(p: dict[str, Any]) -> list[str]:
         out.append(f"mac: {p['device_mac']}")
     if p.get("device_mtu"):
         out.append(f"mtu: {p['device_mtu']}")
+    if p.get("local"):
+        out.append("the bridge's own port (gateway)")
     return out
 
 
@@ -44,6 +48,9 @@ def show(result: dict[str, Any], params: dict[str, Any]) -> str:
     for br in result["bridges"]:
         out.append(f"Bridge {br['name']}")
         out.append(f"    mac_aging: {br['mac_aging']}, mac_table_size: {br['mac_table_size']}")
+        net = _bridge_network(br)
+        if net:
+            out.append("    " + net)
         for p in br["ports"]:
             state = p["state"] + (f" ({p['error']})" if p.get("error") else "")
             out.append(f"    Port {p['name']}: {state}")
@@ -51,7 +58,63 @@ def show(result: dict[str, Any], params: dict[str, Any]) -> str:
             vlan = _vlan(p)
             if vlan:
                 out.append("        " + vlan)
+            net = _port_network(p)
+            if net:
+                out.append("        " + net)
     return "\n".join(out) if out else "(no bridges)"
+
+
+def _port_network(p: dict[str, Any]) -> str | None:
+    parts = []
+    if p.get("publish"):
+        parts.append("publish: " + ", ".join(p["publish"]))
+    if p.get("default_route"):
+        parts.append(f"default route: {p['default_route']}")
+    if p.get("default_route6"):
+        parts.append(f"IPv6 default route: {p['default_route6']}")
+    return ", ".join(parts) or None
+
+
+def _bridge_network(br: dict[str, Any]) -> str | None:
+    parts = []
+    for skey, gkey in (("subnet", "gateway"), ("subnet6", "gateway6")):
+        if br.get(skey):
+            gw = br.get(gkey) or str(ipaddress.ip_network(br[skey]).network_address + 1)
+            parts.append(f"{skey}: {br[skey]}, {gkey}: {gw}")
+    if br.get("subnet"):
+        parts.append("masquerade: " + ("false" if br.get("masquerade") is False else "true"))
+    return ", ".join(parts) or None
+
+
+def net_show(result: dict[str, Any], params: dict[str, Any]) -> str:
+    out = [f"Network {result['bridge']}"]
+    port = (f"(port {result['gateway_port']}, {result.get('gateway_state', 'down')}, "
+            f"mac {result.get('gateway_mac') or '-'})")
+    if result["subnet"]:
+        out.append(f"    subnet: {result['subnet']}, gateway: {result['gateway']} {port}")
+        out.append(f"    masquerade: {'true' if result['masquerade'] else 'false'}, "
+                   f"IPv4 forwarding: {'on' if result['ip_forward'] else 'off'}, "
+                   "nftables: " + (result["nftables"] or
+                                   "NOT APPLIED: " + result.get("nftables_error", "?")))
+    if result.get("subnet6"):
+        out.append(f"    subnet6: {result['subnet6']}, gateway6: {result['gateway6']} "
+                   + ("" if result["subnet"] else port))
+        out.append("    IPv6: routed, no NAT; IPv6 forwarding: "
+                   + ("on" if result.get("ip6_forward") else "off"))
+    if not result["subnet"] and not result.get("subnet6"):
+        out.append("    no subnet (layer 2 only: no gateway, no addresses handed out, no NAT)")
+    for p in result["ports"]:
+        out.append(f"    Port {p['name']}: {p['state']}")
+        fields = [f"netns: {p['netns']}" if p.get("netns") else f"type: {p['type']}",
+                  f"ipv4: {p['ipv4'] or '-'}"]
+        if p.get("ipv6"):
+            fields.append(f"ipv6: {p['ipv6']}")
+        fields.append(f"mac: {p['mac'] or '-'}")
+        out.append("        " + ", ".join(fields))
+        extra = _port_network(p)
+        if extra:
+            out.append("        " + extra)
+    return "\n".join(out)
 
 
 def fdb_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:

@@ -16,7 +16,6 @@ mirror off; we refuse, so that nothing configured disappears unasked).
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     from .config import BridgeConfig, PortConfig, SwitchConfig
     from .datapath import Datapath
     from .switch import BridgeRuntime
-
-log = logging.getLogger(__name__)
 
 MAX_MIRRORS = 32            # per bridge, as Open vSwitch (and VS_MAX_MIRRORS)
 MIRROR_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
@@ -206,9 +203,8 @@ class MirrorCommands:
 
     def _resync_mirrors_of(self, rt: BridgeRuntime) -> None:
         """After a port of rt was (re)built: its engine id changed."""
-        for name, other in self.bridges.items():
-            if other is rt and name in self.config.bridges:
-                self._sync_mirrors(name, self.config.bridges[name])
+        if rt.name in self.config.bridges and self.bridges.get(rt.name) is rt:
+            self._sync_mirrors(rt.name, self.config.bridges[rt.name])
 
     def _mirror_outputs(self, port: str) -> list[tuple[str, str]]:
         """(bridge, mirror) pairs that output to `port`."""

@@ -33,7 +33,13 @@ def reply(req_id: Any, result: Any) -> bytes:
 
 def chunk(data: bytes) -> bytes:
     """One chunk of a stream (b"": the end)."""
-    return struct.pack("!I", len(data)) + data
+    return chunk_header(len(data)) + data
+
+
+def chunk_header(n: int) -> bytes:
+    """What goes before n bytes of a chunk (written apart, big ones are not
+    copied to be framed)."""
+    return struct.pack("!I", n)
 
 
 def error(req_id: Any, code: str, message: str) -> bytes:

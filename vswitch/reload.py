@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .config import PortConfig, StaticMac, SwitchConfig
 from .errors import VswitchError
+from .network import NETWORK_KEYS
 
 if TYPE_CHECKING:
     from .switch import Switch
@@ -89,12 +90,17 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
         for b in common:
             ob, nb = old.bridges[b], new.bridges[b]
             rt = sw.bridges[b]
+            if any(getattr(ob, k) != getattr(nb, k) for k in NETWORK_KEYS):
+                sw._change_network(rt, ob, nb)    # network.py: gateway, addresses, routes
+                undo.append(partial(sw._change_network, rt, nb, ob))
+                changes["bridges_changed"].append(b)
             if (ob.mac_aging, ob.mac_table_size) != (nb.mac_aging, nb.mac_table_size):
                 sw.dp.set_mac_aging(rt.br_id, nb.mac_aging)
                 undo.append(partial(sw.dp.set_mac_aging, rt.br_id, ob.mac_aging))
                 sw.dp.set_mac_table_size(rt.br_id, nb.mac_table_size)
                 undo.append(partial(sw.dp.set_mac_table_size, rt.br_id, ob.mac_table_size))
-                changes["bridges_changed"].append(b)
+                if b not in changes["bridges_changed"]:
+                    changes["bridges_changed"].append(b)
             for p in plans[b][1]:
                 sw._apply_live(rt, p, nb.ports[p])
                 undo.append(partial(sw._apply_live, rt, p, ob.ports[p]))
@@ -127,6 +133,8 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
             undo.append(partial(sw._sync_mirrors, b, old.bridges[b]))
             if old.bridges[b].mirrors != new.bridges[b].mirrors:
                 changes["mirrors_changed"].append(b)
+        sw.network.apply(new)         # the nftables table: one transaction
+        undo.append(partial(sw.network.apply, old, strict=False))
         sw._persist(new)
     except BaseException:
         for step in reversed(undo):

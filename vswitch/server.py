@@ -75,30 +75,35 @@ class ControlServer:
                                                 f"{protocol.MAX_REQUEST} bytes"))
                     await writer.drain()
                     return
-                streamed = await self._stream(line, reader, writer)
-                if streamed:
-                    return          # a stream ends its connection
-                if streamed is None:
-                    writer.write(self._handle(line))
-                    await writer.drain()
+                req = self._parse(line)
+                if isinstance(req, dict) and req.get("method") in self.streams:
+                    if await self._stream(req, reader, writer):
+                        return      # a stream ends its connection
+                    continue
+                writer.write(req if isinstance(req, bytes) else self._handle(req))
+                await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._clients.discard(task)
             writer.close()
 
-    async def _stream(self, line: bytes, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> bool | None:
-        """Serve line if it asks for a streaming method.  None: it does not
-        (nothing written); True: a stream ran; False: the request failed
-        before its stream began (the error is written, the connection goes
-        on as JSON lines)."""
+    @staticmethod
+    def _parse(line: bytes) -> dict[str, Any] | bytes:
+        """The request, or the error reply to send instead."""
         try:
             req = json.loads(line)
         except (ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(req, dict) or req.get("method") not in self.streams:
-            return None
+            return protocol.error(None, "EINVAL", "request is not valid JSON")
+        if not isinstance(req, dict):
+            return protocol.error(None, "EINVAL", "request must be a JSON object")
+        return req
+
+    async def _stream(self, req: dict[str, Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        """Serve a streaming request: True when its stream ran; False when
+        it failed before the stream began (the error is written, and the
+        connection goes on as JSON lines)."""
         method, req_id = req["method"], req.get("id")
         try:
             await self.streams[method](req_id, Params(method, req.get("params")), reader, writer)
@@ -108,13 +113,7 @@ class ControlServer:
             return False
         return True
 
-    def _handle(self, line: bytes) -> bytes:
-        try:
-            req = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            return protocol.error(None, "EINVAL", "request is not valid JSON")
-        if not isinstance(req, dict):
-            return protocol.error(None, "EINVAL", "request must be a JSON object")
+    def _handle(self, req: dict[str, Any]) -> bytes:
         req_id = req.get("id")
         method = req.get("method")
         try:

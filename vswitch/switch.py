@@ -31,6 +31,7 @@ from .mirror import MirrorCommands
 from .datapath import UPCALL_SLOW_PROTO, Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .netns import NamespaceRegistry
+from .network import NETWORK_KEYS, Network
 from .ports import Attachment, PortFactory
 from .runtime_state import RuntimeState
 from .store import DamagedFile, read_json, write_json
@@ -56,8 +57,8 @@ class PortRuntime:
 @dataclass
 class BridgeRuntime:
     br_id: int
-    name: str = ""
     ports: dict[str, PortRuntime] = field(default_factory=dict)
+    name: str = ""
     mirror_slots: dict[str, int] = field(default_factory=dict)   # mirror name -> engine slot
 
 
@@ -84,6 +85,8 @@ class Switch(BondCommands, MirrorCommands):
         self.factory = PortFactory(namespaces, self.system_id)
         self.config = SwitchConfig()
         self.bridges: dict[str, BridgeRuntime] = {}
+        # subnets, gateways, default routes, the nftables table (network.py)
+        self.network = Network()
         # Runtime state worth keeping across restarts (the active bond
         # members), apart from the configuration.
         self.runtime = RuntimeState(db_path.with_name(db_path.stem + ".state.json"))
@@ -138,25 +141,43 @@ class Switch(BondCommands, MirrorCommands):
 
     def _commit(self, cfg: SwitchConfig, undo: Callable[[], None]) -> None:
         try:
+            self.network.apply(cfg)   # the firewall, before anything is written
+        except BaseException:
+            undo()
+            raise
+        try:
             self._persist(cfg)
         except BaseException:
             undo()
+            self.network.apply(self.config, strict=False)
             raise
 
     # --- start and stop ------------------------------------------------------------
     def start(self, cfg: SwitchConfig) -> None:
         """Bring up a whole configuration (daemon start).  A port that cannot
-        be attached keeps its configuration and reports the error."""
+        be attached keeps its configuration and reports the error.  Ports
+        left without an address on a subnet bridge get the one the database
+        gave them before, if still free; the nftables table is rebuilt from
+        scratch (whatever a crash left is replaced)."""
+        try:
+            previous = self.read_db(self.db_path)
+        except VswitchError:
+            previous = None
+        cfg = self.network.prepare(cfg, previous)
         self._persist(cfg)
         for br in cfg.bridges.values():
             self._build_bridge(br, strict=False)
+        # A table left by a crash is replaced, or removed when the stored
+        # configuration had networks and this one has none.
+        self.network.start(cfg, previous)
         self.namespaces.release_all_except(self._netns_in_use(cfg))
 
     # --- runtime building blocks (no persistence; callers own the transaction) ---
     def _build_bridge(self, br: BridgeConfig, strict: bool) -> BridgeRuntime:
-        rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging), br.name)
+        rt = BridgeRuntime(self.dp.add_bridge(br.mac_table_size, br.mac_aging), name=br.name)
         self.bridges[br.name] = rt
         try:
+            self._create_local_port(rt, br, strict)
             for port in br.ports.values():
                 self._create_port(rt, port, strict)
             for s in br.static_macs:
@@ -172,9 +193,35 @@ class Switch(BondCommands, MirrorCommands):
         for prt in rt.ports.values():
             if prt.bond:
                 prt.bond.stop()
+            self.network.forget_port(prt.cfg.name)
         self.dp.del_bridge(rt.br_id)   # closes every fd of its ports
         for prt in rt.ports.values():
             self._release_devices(prt)
+        self.network.bridge_down(name)
+
+    def _create_local_port(self, rt: BridgeRuntime, br: BridgeConfig, strict: bool) -> None:
+        """A subnet bridge's own port, holding the gateway (network.py)."""
+        self.network.bridge_up(br)
+        local = self.network.local_port(br)
+        if local:
+            self._create_port(rt, local, strict)
+
+    def _change_network(self, rt: BridgeRuntime, old: BridgeConfig, new: BridgeConfig) -> None:
+        """Live change of a bridge's subnet or gateway: its own port made
+        anew, ports' addresses changed in place, default routes following.
+        Undone by the same call with old and new swapped."""
+        if Network.local_port(old) != Network.local_port(new):   # subnets or gateways
+            if old.name in rt.ports and old.name not in old.ports:
+                self._remove_port(rt, old.name)
+            self.network.bridge_down(new.name)
+            self._create_local_port(rt, new, strict=True)
+        for name, pcfg in new.ports.items():
+            prt = rt.ports.get(name)
+            if prt is not None and name in old.ports and prt.cfg.ip != pcfg.ip:
+                self._apply_live(rt, name, pcfg)
+        for name in new.ports:
+            if name in rt.ports:
+                self.network.sync_port(new.name, rt.ports[name])
 
     def _create_port(self, rt: BridgeRuntime, cfg: PortConfig, strict: bool) -> PortRuntime:
         """Engine port and devices.  strict: a device that cannot be created
@@ -194,12 +241,14 @@ class Switch(BondCommands, MirrorCommands):
             raise
         rt.ports[cfg.name] = prt
         self._resync_mirrors_of(rt)     # mirrors naming it find its new engine id
+        self.network.sync_port(rt.name, prt)
         return prt
 
     def _remove_port(self, rt: BridgeRuntime, name: str) -> PortRuntime:
         prt = rt.ports.pop(name)
         if prt.bond:
             prt.bond.stop()
+        self.network.forget_port(name)
         self.dp.del_port(prt.port_id)   # closes the fd: a TAP disappears with it
         self._release_devices(prt)
         return prt
@@ -248,6 +297,11 @@ class Switch(BondCommands, MirrorCommands):
             if strict:
                 raise
             log.warning("port %s: %s", prt.cfg.name, e.message)
+            return
+        bridge = next((n for n, rt in self.bridges.items()
+                       if rt.ports.get(prt.cfg.name) is prt), None)
+        if bridge is not None:
+            self.network.sync_port(bridge, prt)   # a new namespace: its default route
 
     def _apply_live(self, rt: BridgeRuntime, name: str, cfg: PortConfig) -> None:
         """Settings a port can change without being recreated: VLAN, bond
@@ -261,6 +315,8 @@ class Switch(BondCommands, MirrorCommands):
         prt.cfg = cfg
         if prt.bond:
             prt.bond.reconfigure(cfg)
+        if old.ip != cfg.ip:
+            self.network.sync_port(rt.name, prt)
 
     def stop(self) -> None:
         """Close every device and remove the namespaces we created.  System
@@ -274,6 +330,7 @@ class Switch(BondCommands, MirrorCommands):
                     prt.bond.stop()
         self.dp.close()
         self.bridges.clear()
+        self.network.stop()
         self.namespaces.release_all_except(set())
 
     @staticmethod
@@ -291,13 +348,12 @@ class Switch(BondCommands, MirrorCommands):
             if may_exist:
                 return
             raise exists(f"bridge {name} already exists")
-        br_id = self.dp.add_bridge(new.mac_table_size, new.mac_aging)
-        self.bridges[name] = BridgeRuntime(br_id, name)
+        new_cfg = self.network.prepare(self.config.with_bridge(new), self.config)
+        self._build_bridge(new, strict=True)
 
         def undo() -> None:
-            self.dp.del_bridge(br_id)
-            del self.bridges[name]
-        self._commit(self.config.with_bridge(new), undo)
+            self._remove_bridge(name)
+        self._commit(new_cfg, undo)
 
     def del_bridge(self, name: str, if_exists: bool) -> None:
         if name not in self.config.bridges:
@@ -305,7 +361,12 @@ class Switch(BondCommands, MirrorCommands):
                 return
             raise not_found(f"no bridge named {name}")
         new = self.config.without_bridge(name)
-        self._persist(new)  # first: a failure here leaves everything running
+        self.network.apply(new)
+        try:
+            self._persist(new)  # first: a failure here leaves everything running
+        except BaseException:
+            self.network.apply(self.config, strict=False)
+            raise
         self._remove_bridge(name)
         self.namespaces.release_all_except(self._netns_in_use(new))
 
@@ -314,9 +375,12 @@ class Switch(BondCommands, MirrorCommands):
         if not settings:
             raise invalid("nothing to set")
         new = br
+        network = {k: v for k, v in settings.items() if k in NETWORK_KEYS}
         for key, value in settings.items():
             path = ("bridge", name, key)
             try:
+                if key in NETWORK_KEYS:
+                    continue
                 if key == "mac_aging":
                     new = replace(new, mac_aging=check_int(value, path, key, *MAC_AGING_RANGE))
                 elif key == "mac_table_size":
@@ -327,21 +391,35 @@ class Switch(BondCommands, MirrorCommands):
                     new = replace(new, mac_table_size=size)
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
-                                            "(mac_aging, mac_table_size)")
+                                            "(mac_aging, mac_table_size, "
+                                            f"{', '.join(NETWORK_KEYS)})")
             except ConfigError as e:
                 raise _cfg_error(e) from None
+        new_cfg = self.config.with_bridge(new)
+        if network:
+            from .netconfig import set_bridge_network
+            try:
+                new_cfg = set_bridge_network(self.config, new, network)
+            except ConfigError as e:
+                raise _cfg_error(e) from None
+            new = new_cfg.bridges[name]
         rt = self.bridges[name]
         self.dp.set_mac_aging(rt.br_id, new.mac_aging)
         try:
             self.dp.set_mac_table_size(rt.br_id, new.mac_table_size)
-        except VswitchError:
-            self.dp.set_mac_aging(rt.br_id, br.mac_aging)
+            self._change_network(rt, br, new)
+        except BaseException:
+            self._undo_set_bridge(rt, br, new)
             raise
 
         def undo() -> None:
-            self.dp.set_mac_aging(rt.br_id, br.mac_aging)
-            self.dp.set_mac_table_size(rt.br_id, br.mac_table_size)
-        self._commit(self.config.with_bridge(new), undo)
+            self._undo_set_bridge(rt, br, new)
+        self._commit(new_cfg, undo)
+
+    def _undo_set_bridge(self, rt: BridgeRuntime, old: BridgeConfig, new: BridgeConfig) -> None:
+        self.dp.set_mac_aging(rt.br_id, old.mac_aging)
+        self.dp.set_mac_table_size(rt.br_id, old.mac_table_size)
+        self._change_network(rt, new, old)
 
     def _bridge_cfg(self, name: str) -> BridgeConfig:
         try:
@@ -384,9 +462,14 @@ class Switch(BondCommands, MirrorCommands):
                  may_exist: bool) -> None:
         br = self._bridge_cfg(bridge)
         try:
-            cfg = parse_port(name, settings, ("bridge", bridge, "port", name))
+            cfg = parse_port(name, settings, ("bridge", bridge, "port", name), br.subnet,
+                             br.subnet6)
         except ConfigError as e:
             raise _cfg_error(e) from None
+        if self.network.is_local_port(self.config, name):
+            if may_exist and bridge == name:
+                return     # ovs-vsctl --may-exist add-port br0 br0: it is there
+            raise exists(f"port {name} already exists: it is bridge {name}'s own port")
         found = self.config.find_port(name)
         if found:
             other_br, existing = found
@@ -405,6 +488,8 @@ class Switch(BondCommands, MirrorCommands):
             check_global(new_cfg)
         except ConfigError as e:
             raise _cfg_error(e) from None
+        new_cfg = self.network.prepare(new_cfg, self.config)   # its address, if any
+        cfg = new_cfg.bridges[bridge].ports[name]
         rt = self.bridges[bridge]
         self._create_port(rt, cfg, strict=True)
 
@@ -417,6 +502,9 @@ class Switch(BondCommands, MirrorCommands):
         found = self.config.find_port(name)
         if bridge is not None:
             self._bridge_cfg(bridge)
+        local = self.network.is_local_port(self.config, name)
+        if local and bridge in (None, name):
+            raise self.network.local_port_refusal(local, "deleted")
         if not found or (bridge is not None and found[0].name != bridge):
             if if_exists:
                 return
@@ -434,7 +522,12 @@ class Switch(BondCommands, MirrorCommands):
                          static_macs=statics,
                          mirrors=tuple(m.without_port(name) for m in br.mirrors))
         new_cfg = self.config.with_bridge(new_br)
-        self._persist(new_cfg)
+        self.network.apply(new_cfg)    # its published ports go first
+        try:
+            self._persist(new_cfg)
+        except BaseException:
+            self.network.apply(self.config, strict=False)
+            raise
         self._remove_port(self.bridges[br.name], name)
         self._release_netns(cfg, new_cfg)
 
@@ -456,13 +549,16 @@ class Switch(BondCommands, MirrorCommands):
 
     LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
-                      "bond_miimon_interval", "bond_rebalance_interval") + LACP_KEYS
+                      "bond_miimon_interval", "bond_rebalance_interval", "publish") + LACP_KEYS
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
         clears a key (tag=, trunks= meaning all VLANs, vlan_mode= meaning
         the default, ip= no address)."""
         found = self.config.find_port(name)
+        local = self.network.is_local_port(self.config, name)
+        if local:
+            raise self.network.local_port_refusal(local, "changed")
         if not found:
             raise not_found(f"no port named {name}")
         br, cfg = found
@@ -484,9 +580,13 @@ class Switch(BondCommands, MirrorCommands):
             else:
                 merged[key] = value
         try:
-            new = parse_port(name, merged, ("bridge", br.name, "port", name))
+            new = parse_port(name, merged, ("bridge", br.name, "port", name), br.subnet,
+                             br.subnet6)
         except ConfigError as e:
             raise _cfg_error(e) from None
+        new_cfg = self.network.prepare(
+            self.config.with_bridge(replace(br, ports={**br.ports, name: new})), self.config)
+        new = new_cfg.bridges[br.name].ports[name]
         if new == cfg:
             return
         rt = self.bridges[br.name]
@@ -494,8 +594,7 @@ class Switch(BondCommands, MirrorCommands):
 
         def undo() -> None:
             self._apply_live(rt, name, cfg)
-        new_br = replace(br, ports={**br.ports, name: new})
-        self._commit(self.config.with_bridge(new_br), undo)
+        self._commit(new_cfg, undo)
 
     def _release_netns(self, cfg: PortConfig, remaining: SwitchConfig) -> None:
         if cfg.type == "tap" and cfg.netns and cfg.netns not in self._netns_in_use(remaining):
@@ -592,6 +691,7 @@ class Switch(BondCommands, MirrorCommands):
             new = load_config_file(path)
         except ConfigFileError as e:
             raise invalid(str(e)) from None
+        new = self.network.prepare(new, self.config)   # addresses the file leaves open
         changes = apply_config(self, new)
         if file:
             self.config_file = path
@@ -627,25 +727,60 @@ class Switch(BondCommands, MirrorCommands):
                 rows.append({"bridge": n, "port": pname, **total.to_json()})
         return rows
 
+    def _port_entry(self, prt: PortRuntime) -> dict[str, Any]:
+        pcfg = prt.cfg
+        state, why = self.port_state(prt)
+        entry = {"name": pcfg.name, **pcfg.to_json(), "vlan_mode": pcfg.effective_vlan_mode,
+                 "state": state}
+        if why:
+            entry["error"] = why
+        if prt.bond:
+            entry["active_member"] = prt.bond.active
+        if prt.attachment:
+            entry["device"] = prt.attachment.device
+            entry["device_mac"] = prt.attachment.mac
+            entry["device_mtu"] = prt.attachment.mtu
+        for version, route in self.network.routes.get(pcfg.name, {}).items():
+            entry["default_route" if version == 4 else "default_route6"] = route
+        return entry
+
     def show(self) -> dict[str, Any]:
         out = []
         for bname, br in sorted(self.config.bridges.items()):
             rt = self.bridges[bname]
             ports = []
-            for pname, pcfg in sorted(br.ports.items()):
-                prt = rt.ports[pname]
-                state, why = self.port_state(prt)
-                entry = {"name": pname, **pcfg.to_json(), "vlan_mode": pcfg.effective_vlan_mode,
-                         "state": state}
-                if why:
-                    entry["error"] = why
-                if prt.bond:
-                    entry["active_member"] = prt.bond.active
-                if prt.attachment:
-                    entry["device"] = prt.attachment.device
-                    entry["device_mac"] = prt.attachment.mac
-                    entry["device_mtu"] = prt.attachment.mtu
-                ports.append(entry)
-            out.append({"name": bname, "mac_aging": br.mac_aging,
-                        "mac_table_size": br.mac_table_size, "ports": ports})
+            local = rt.ports.get(bname) if br.has_network else None
+            if local is not None:    # the bridge's own port (network.py)
+                ports.append({**self._port_entry(local), "local": True})
+            for pname in sorted(br.ports):
+                ports.append(self._port_entry(rt.ports[pname]))
+            entry = {"name": bname, "mac_aging": br.mac_aging,
+                     "mac_table_size": br.mac_table_size, "ports": ports}
+            for key in NETWORK_KEYS:
+                if getattr(br, key) is not None:
+                    entry[key] = getattr(br, key)
+            out.append(entry)
         return {"bridges": out}
+
+    def net_show(self, bridge: str) -> dict[str, Any]:
+        """`docker network inspect`, in this project's words."""
+        br = self._bridge_cfg(bridge)
+        rt = self.bridges[bridge]
+        ports = []
+        for pname in sorted(br.ports):
+            e = self._port_entry(rt.ports[pname])
+            ipv4 = [a for a in e.get("ip", ()) if ":" not in a]
+            ipv6 = [a for a in e.get("ip", ()) if ":" in a]
+            ports.append({"name": pname, "type": e["type"], "state": e["state"],
+                          "netns": e.get("netns"), "ipv4": ipv4[0] if ipv4 else None,
+                          "ipv6": ipv6[0] if ipv6 else None,
+                          "ip": e.get("ip", []), "mac": e.get("device_mac"),
+                          "publish": e.get("publish", []),
+                          "default_route": e.get("default_route"),
+                          "default_route6": e.get("default_route6")})
+        local = rt.ports.get(bridge) if br.has_network else None
+        out = self.network.describe(br, ports)
+        if local is not None:
+            out["gateway_mac"] = local.attachment.mac if local.attachment else None
+            out["gateway_state"] = self.port_state(local)[0]
+        return out

@@ -10,7 +10,6 @@ from collections import Counter
 
 import pytest
 from scapy.layers.inet import ICMP
-from scapy.utils import rdpcap
 
 from ..helpers import PREFIX, ns, ping_eventually, to_toml
 from .test_capture import Tcpdump
