@@ -18,7 +18,8 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ["frame.c", "fdb.c", "fdb_ctl.c", "vlan.c", "vnet.c", "gso.c", "bond.c",
-           "forward.c", "mirror.c", "trace.c", "upcall.c", "tx.c", "io.c", "control.c", "datapath.c", "bench.c"]
+           "forward.c", "mirror.c", "trace.c", "flow.c", "upcall.c", "tx.c", "io.c",
+           "control.c", "datapath.c", "bench.c"]
 _CONSTANT = re.compile(r"^#define\s+[A-Z_][A-Z0-9_]*\s+\d+\s*(/\*.*\*/)?\s*$")
 
 

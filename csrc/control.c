@@ -50,6 +50,7 @@ static int br_del_locked(struct vs_dp *dp, int b)
         return -ENOENT;
     while (br->n_ports)
         vs_port_release(dp, br->ports[br->n_ports - 1]);
+    vs_flow_release(br);
     fdb_destroy(&br->fdb);
     free(br);
     dp->bridges[b] = NULL;

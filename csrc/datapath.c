@@ -270,6 +270,7 @@ void vs_dp_free(vs_dp *dp)
             vs_port_release(dp, p);
     for (int b = 0; b < VS_MAX_BRIDGES; b++) {
         if (dp->bridges[b]) {
+            vs_flow_release(dp->bridges[b]);
             fdb_destroy(&dp->bridges[b]->fdb);
             free(dp->bridges[b]);
         }

@@ -268,6 +268,7 @@ static void forward_one(struct vs_dp *dp, struct vs_bridge *br,
                         struct vs_pkt *pkt, uint32_t now_s, bool tracing)
 {
     struct vs_fdb *fdb = &br->fdb;
+    pkt->out_port = VS_FLOW_OUT_DROP;   /* where it went, for flow.c */
     if (tracing)
         vs_trace_step(dp, VS_TRACE_VLAN, pkt->vlan, inp->vlan_mode, pkt->tci);
     if (!in->enabled) {
@@ -291,6 +292,7 @@ static void forward_one(struct vs_dp *dp, struct vs_bridge *br,
         if (tracing)
             vs_trace_step(dp, VS_TRACE_FLOOD, vs_mac_is_group(pkt->data) ? 2 : 1, 0, 0);
         in->stats.rx_forwarded++;
+        pkt->out_port = VS_FLOW_OUT_FLOOD;
         flood(dp, br, pkt, in, tracing);
         return;
     }
@@ -299,8 +301,10 @@ static void forward_one(struct vs_dp *dp, struct vs_bridge *br,
         drop(dp, in, VS_DROP_SAME_PORT);
     else if (op->mirror_out)
         drop(dp, in, VS_DROP_MIRROR_PORT);
-    else if (!output_port(dp, pkt, op, true, in, tracing))
+    else if (!output_port(dp, pkt, op, true, in, tracing)) {
         in->stats.rx_forwarded++;
+        pkt->out_port = (uint16_t)dst;
+    }
 }
 
 void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
@@ -331,6 +335,10 @@ void vs_forward_batch(struct vs_dp *dp, struct vs_iface *in,
             vs_mirror_frame(dp, br, in, &pkts[i],
                             inp->mirror_src | br->mirror_all | dp->mirror_hits);
     }
+    /* Flow accounting (flow.c), while the burst is still in cache; a
+     * trace accounts nothing. */
+    if (br->flow_on && !tracing)
+        vs_flow_batch(dp, br, in, pkts, ok, n);
     /* The received buffers the queue points into are reused by the next
      * burst: everything leaves now. */
     vs_tx_flush(dp);

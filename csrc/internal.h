@@ -88,6 +88,7 @@ struct vs_port {
      * and whether this port is some mirror's output. */
     uint32_t mirror_src, mirror_dst;
     bool mirror_out;
+    uint16_t ofport;                      /* flow export's port number */
 };
 
 struct vs_mirror {
@@ -111,6 +112,9 @@ struct vs_bridge {
     uint32_t mirrors_on;     /* slots in use: zero, and mirrors cost one branch */
     uint32_t mirror_all;     /* slots with select_all */
     struct vs_mirror mirrors[VS_MAX_MIRRORS];
+    bool flow_on;                         /* flows[] or sampler configured */
+    struct vs_flow_cache *flows[VS_FLOW_CACHES];
+    struct vs_sflow_sampler *sampler;     /* sFlow packet samples (flow.c) */
 };
 
 /* A frame to send, in up to three pieces: head, an optional 4-byte tag,
@@ -147,6 +151,7 @@ struct vs_pkt {
     uint16_t l3_offset;
     uint64_t src_key, dst_key;
     uint32_t src_hash, dst_hash;
+    uint16_t out_port;       /* port id, VS_FLOW_OUT_FLOOD or _DROP (flows) */
 };
 
 /* The upcall ring (upcall.c).  head and tail count bytes from the start
@@ -270,6 +275,13 @@ int vs_trace_lookup(struct vs_dp *dp, const struct vs_fdb *fdb,
         if (__builtin_expect((dp)->trace != NULL, 0))          \
             vs_trace_step((dp), (kind), (a), (b), (c));        \
     } while (0)
+
+/* flow.c: account a forwarded burst (ok[i]: frame i passed ingress checks,
+ * pkts[i].out_port: where it went); free a bridge's caches. */
+void vs_flow_batch(struct vs_dp *dp, struct vs_bridge *br,
+                   const struct vs_iface *in, const struct vs_pkt *pkts,
+                   const bool *ok, int n);
+void vs_flow_release(struct vs_bridge *br);
 
 /* tx.c */
 int vs_iface_write(struct vs_dp *dp, struct vs_iface *out,

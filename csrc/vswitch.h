@@ -433,6 +433,92 @@ int vs_fdb_stats(vs_dp *dp, int br, struct vs_fdb_stats *out);
 /* The port a (vlan, mac) is learned on, or -ENOENT. */
 int vs_fdb_lookup(vs_dp *dp, int br, uint16_t vlan, const uint8_t *mac);
 
+/* --- flow accounting (flow.c) ------------------------------------------------ */
+
+/* Each bridge has up to VS_FLOW_CACHES flow caches, off until configured:
+ * the control plane uses cache 0 for NetFlow v5 and 1 for IPFIX. */
+#define VS_FLOW_CACHES 2
+#define VS_FLOW_MAX_FLOWS 1048576
+/* Output "ports" of a flow that was not sent to one port (Open vSwitch's
+ * NF_OUT_FLOOD and NF_OUT_DROP). */
+#define VS_FLOW_OUT_FLOOD 65535
+#define VS_FLOW_OUT_DROP 65533
+/* Flow cache flags. */
+#define VS_FLOW_F_IPV4_ONLY 1   /* NetFlow v5: IPv4 only, no VLAN or MACs in the key */
+/* Why a record was written (IPFIX flowEndReason). */
+#define VS_FLOW_END_IDLE 1
+#define VS_FLOW_END_ACTIVE 2
+#define VS_FLOW_END_FORCED 4
+
+struct vs_flow_config {
+    uint32_t max_flows;          /* preallocated; frames of flows beyond it: no_room */
+    uint32_t sampling;           /* 1 = every frame, N = one frame in N */
+    uint32_t idle_timeout_ms;    /* > 0 */
+    uint32_t active_timeout_ms;  /* 0 = none */
+    uint32_t flags;              /* VS_FLOW_F_* */
+};
+
+/* One flow's counts since its last record.  Ports are ofport numbers
+ * (vs_port_set_ofport); times are the datapath clock (vs_dp_now_ms). */
+struct vs_flow_record {
+    uint8_t src[16];        /* IPv4 address in the first 4 bytes */
+    uint8_t dst[16];
+    uint8_t src_mac[6];     /* zero in an IPv4-only cache */
+    uint8_t dst_mac[6];
+    uint16_t in_port;
+    uint16_t out_port;      /* or VS_FLOW_OUT_FLOOD / VS_FLOW_OUT_DROP */
+    uint16_t vlan;
+    uint16_t ethertype;
+    uint16_t src_port;
+    uint16_t dst_port;      /* ICMP: type * 256 + code */
+    uint8_t proto;
+    uint8_t tos;
+    uint8_t tcp_flags;
+    uint8_t end_reason;     /* VS_FLOW_END_* */
+    uint64_t packets;       /* sampled frames (segments of an offloaded one) */
+    uint64_t bytes;         /* IP bytes */
+    int64_t first_ms;
+    int64_t last_ms;
+};
+
+struct vs_flow_stats {
+    uint32_t flows;          /* in the cache now */
+    uint32_t max_flows;
+    uint64_t packets;        /* accounted */
+    uint64_t unsampled;      /* passed over by sampling */
+    uint64_t created;
+    uint64_t expired_idle;   /* records written, by reason */
+    uint64_t expired_active;
+    uint64_t flushed;
+    uint64_t no_room;        /* packets whose new flow did not fit */
+    uint64_t skipped;        /* not for this cache (not IPv4, for NetFlow) */
+    uint64_t truncated;      /* IP or L4 header cut short: keyed with what is there */
+    uint64_t fragments;      /* later fragments: keyed without ports */
+    uint64_t bad_length;     /* IP length beyond the frame: its bytes counted */
+};
+
+/* cfg NULL turns the cache off.  Turning it on (or changing it) starts an
+ * empty cache, allocated now; collect with flush first to keep the flows. */
+int vs_flow_configure(vs_dp *dp, int br, int cache,
+                      const struct vs_flow_config *cfg);
+/* Write up to max records of flows that are due: idle ones (removed),
+ * active ones past the active timeout (their counts restart), or with
+ * flush every flow (removed).  Returns how many; call again while it
+ * returns max.  -ENOTCONN when the cache is off. */
+int vs_flow_collect(vs_dp *dp, int br, int cache, int flush,
+                    struct vs_flow_record *out, int max);
+int vs_flow_stats(vs_dp *dp, int br, int cache, struct vs_flow_stats *out);
+/* sFlow packet samples: one frame in rate on average (random skips), its
+ * first header_bytes queued as VS_UPCALL_SAMPLE with args = {input ofport,
+ * output ofport (or VS_FLOW_OUT_FLOOD / _DROP), the input port's sample
+ * pool, samples lost so far}.  rate 0 turns sampling off. */
+int vs_flow_set_sampling(vs_dp *dp, int br, uint32_t rate, uint32_t header_bytes);
+/* seen_sampled_dropped[3]: frames seen, samples queued, samples lost
+ * (upcall queue full).  -ENOTCONN when sampling is off. */
+int vs_flow_sampling_stats(vs_dp *dp, int br, uint64_t *seen_sampled_dropped);
+/* The number flows, samples and collectors know a port by (0..65532). */
+int vs_port_set_ofport(vs_dp *dp, int port, int ofport);
+
 /* --- microbenchmark entry points (no lock: call with the thread stopped) ---- */
 
 /* Learn n keys ((vlan << 48) | mac as a 48-bit big-endian number) on port. */

@@ -163,6 +163,12 @@ def _port_stats(sw: Switch, p: Params) -> list[dict[str, Any]]:
     return sw.port_stats(br)
 
 
+def _flow_stats(sw: Switch, p: Params) -> dict[str, Any]:
+    br = p.text("bridge")
+    p.done()
+    return sw.flow_stats(br)
+
+
 def _set(sw: Switch, p: Params) -> None:
     table, record, settings = p.text("table"), p.text("record"), p.settings()
     p.done()
@@ -280,6 +286,7 @@ METHODS: dict[str, Handler] = {
     "fdb/del": _fdb_del,
     "fdb/stats-show": _fdb_stats,
     "port/stats": _port_stats,
+    "flow/stats": _flow_stats,
     "set": _set,
     "add-bond": _add_bond,
     "add-bond-iface": _add_bond_iface,

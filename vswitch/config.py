@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:   # imported lazily below: flowexport.settings imports this module
+    from .flowexport.settings import FlowExport
     from .mirror import MirrorConfig
 
 Path = tuple[str, ...]
@@ -301,6 +302,7 @@ class BridgeConfig:
     ports: Mapping[str, PortConfig] = field(default_factory=dict)
     static_macs: tuple[StaticMac, ...] = ()
     mirrors: tuple[MirrorConfig, ...] = ()     # vswitch/mirror.py
+    flow_export: "FlowExport | None" = None   # netflow/ipfix/sflow keys; None: none set
     # networks (netconfig.py): None means "not set" (no subnet; the
     # subnet's first host as gateway; masquerade on)
     subnet: str | None = None
@@ -342,6 +344,8 @@ class BridgeConfig:
         out: dict[str, Any] = {"mac_aging": self.mac_aging,
                                "mac_table_size": self.mac_table_size,
                                "port": {n: p.to_json() for n, p in self.ports.items()}}
+        if self.flow_export is not None:
+            out.update(self.flow_export.to_json())
         if self.static_macs:
             out["fdb"] = [s.to_json() for s in self.static_macs]
         if self.mirrors:
@@ -570,9 +574,10 @@ def parse_static_mac(data: Any, path: Path, ports: Mapping[str, PortConfig]) -> 
 
 def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig:
     from . import netconfig
+    from .flowexport.settings import FLOW_KEYS, parse_flow_export
     check_name(name, path, "bridge name")
     data = _table(data, path, "a bridge")
-    _unknown_keys(data, BRIDGE_KEYS, path)
+    _unknown_keys(data, BRIDGE_KEYS + FLOW_KEYS, path)
     network = netconfig.parse_bridge_network(data, path)
     aging = check_int(data.get("mac_aging", DEFAULT_MAC_AGING), path + ("mac_aging",),
                       "mac_aging", *MAC_AGING_RANGE)
@@ -597,8 +602,10 @@ def parse_bridge(name: str, data: Mapping[str, Any], path: Path) -> BridgeConfig
                                            f"in mac_table_size {size}")
     from .mirror import parse_mirrors   # mirror.py builds on this module
     mirrors = parse_mirrors(data.get("mirror", []), path + ("mirror",), ports)
+    flows = parse_flow_export(data, path)
     br = BridgeConfig(name=name, mac_aging=aging, mac_table_size=size, ports=ports,
-                      static_macs=statics, mirrors=mirrors, **network)
+                      static_macs=statics, mirrors=mirrors,
+                      flow_export=flows if flows.to_json() else None, **network)
     netconfig.check_bridge(br)
     return br
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from . import formatting
 from .capture_client import run_capture
+from .flowexport import text as flow_text
 from .client import Client, default_sock
 from .errors import VswitchError
 
@@ -30,7 +31,8 @@ Bridges:
   list-br
   br-exists BR                       exit status 2 if BR does not exist
   set bridge BR KEY=VALUE...         mac_aging, mac_table_size, subnet, gateway, subnet6,
-                                     gateway6, masquerade (KEY= clears it)
+                                     gateway6, masquerade, flow export keys (below)
+                                     (KEY= clears it)
   set port PORT KEY=VALUE...         ip (ip=A,B or ip=A ip=B), publish, tag, trunks,
                                      vlan_mode (KEY= clears it)
 Ports:
@@ -73,6 +75,15 @@ Mirrors, capture, trace:
   trace BR in_port=P dl_src=MAC dl_dst=MAC [dl_vlan=N] [dl_type=0xNNNN] [--json]
   upcall/show [--json]               the channel to the control plane: queued, dropped,
                                      captures running
+Flow export (KEY= turns an export off or clears a key):
+  set bridge BR netflow=HOST:PORT[,HOST:PORT] [netflow_active_timeout=S]
+                [netflow_idle_timeout=S] [netflow_engine_id=N] [netflow_engine_type=N]
+  set bridge BR ipfix=HOST:PORT [ipfix_sampling=N] [ipfix_obs_domain_id=N]
+                [ipfix_cache_active_timeout=S] [ipfix_cache_idle_timeout=S]
+                [ipfix_cache_max_flows=N] [ipfix_template_interval=S]
+  set bridge BR sflow=HOST:PORT [sflow_sampling=N] [sflow_polling=S] [sflow_header=BYTES]
+                [sflow_agent=IP]
+  flow/stats BR [--json]             flow caches and collectors of BR
 MAC learning:
   fdb/show BR [--json]
   fdb/flush [BR]
@@ -197,7 +208,8 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         _no_settings(inv)
         _nargs(inv, 0)
         return c, {}
-    if c in ("br-exists", "list-ports", "fdb/show", "fdb/stats-show", "net/show"):
+    if c in ("br-exists", "list-ports", "fdb/show", "fdb/stats-show", "net/show",
+             "flow/stats"):
         _allow_options(inv, set())
         _no_settings(inv)
         (br,) = _nargs(inv, 1)
@@ -333,6 +345,7 @@ PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "list-mirrors": formatting.list_mirrors,
     "upcall/show": formatting.upcall_show,
     "trace": formatting.trace,
+    "flow/stats": flow_text.flow_stats,
 }
 
 

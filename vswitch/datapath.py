@@ -140,6 +140,44 @@ class FdbStats:
     moved: int
 
 
+@dataclass(frozen=True)
+class FlowRecord:
+    """One flow's counts since its last record (csrc/vswitch.h,
+    struct vs_flow_record).  Addresses are 4 bytes for IPv4, 16 for IPv6,
+    empty for other traffic."""
+    src: bytes
+    dst: bytes
+    src_mac: bytes
+    dst_mac: bytes
+    in_port: int
+    out_port: int
+    vlan: int
+    ethertype: int
+    src_port: int
+    dst_port: int
+    proto: int
+    tos: int
+    tcp_flags: int
+    end_reason: int
+    packets: int
+    bytes: int
+    first_ms: int
+    last_ms: int
+
+
+FLOW_STATS_FIELDS = ("flows", "max_flows", "packets", "unsampled", "created", "expired_idle",
+                     "expired_active", "flushed", "no_room", "skipped", "truncated",
+                     "fragments", "bad_length")
+
+
+def _flow_record(r: Any) -> FlowRecord:
+    alen = {0x0800: 4, 0x86dd: 16}.get(r.ethertype, 0)
+    return FlowRecord(bytes(r.src)[:alen], bytes(r.dst)[:alen], bytes(r.src_mac),
+                      bytes(r.dst_mac), r.in_port, r.out_port, r.vlan, r.ethertype,
+                      r.src_port, r.dst_port, r.proto, r.tos, r.tcp_flags, r.end_reason,
+                      r.packets, r.bytes, r.first_ms, r.last_ms)
+
+
 class Datapath:
     """The engine: bridges, ports and interfaces by numeric id."""
 
@@ -360,3 +398,43 @@ class Datapath:
         _check(lib.vs_fdb_stats(self._dp, br, raw), "FDB statistics")
         return FdbStats(raw.entries, raw.static_entries, raw.max_entries, raw.aging,
                         raw.learned, raw.expired, raw.evicted, raw.moved)
+
+    # --- flow accounting (csrc/flow.c) ------------------------------------------
+    def flow_configure(self, br: int, cache: int, *, max_flows: int, sampling: int,
+                       idle_timeout_ms: int, active_timeout_ms: int, ipv4_only: bool) -> None:
+        cfg = ffi.new("struct vs_flow_config *", {
+            "max_flows": max_flows, "sampling": sampling, "idle_timeout_ms": idle_timeout_ms,
+            "active_timeout_ms": active_timeout_ms,
+            "flags": lib.VS_FLOW_F_IPV4_ONLY if ipv4_only else 0})
+        _check(lib.vs_flow_configure(self._dp, br, cache, cfg), "configure flow cache")
+
+    def flow_off(self, br: int, cache: int) -> None:
+        _check(lib.vs_flow_configure(self._dp, br, cache, ffi.NULL), "turn flow cache off")
+
+    def flow_collect(self, br: int, cache: int, flush: bool = False) -> list[FlowRecord]:
+        """Every record that is due now (all flows with flush)."""
+        out: list[FlowRecord] = []
+        buf = ffi.new("struct vs_flow_record[]", 1024)
+        while True:
+            n = _check(lib.vs_flow_collect(self._dp, br, cache, int(flush), buf, 1024),
+                       "collect flows")
+            out += [_flow_record(buf[i]) for i in range(n)]
+            if n < 1024:
+                return out
+
+    def flow_stats(self, br: int, cache: int) -> dict[str, int]:
+        raw = ffi.new("struct vs_flow_stats *")
+        _check(lib.vs_flow_stats(self._dp, br, cache, raw), "flow cache statistics")
+        return {f: getattr(raw, f) for f in FLOW_STATS_FIELDS}
+
+    def flow_set_sampling(self, br: int, rate: int, header_bytes: int) -> None:
+        """sFlow packet samples to the upcall channel; rate 0: off."""
+        _check(lib.vs_flow_set_sampling(self._dp, br, rate, header_bytes), "set sFlow sampling")
+
+    def flow_sampling_stats(self, br: int) -> dict[str, int]:
+        out = ffi.new("uint64_t[3]")
+        _check(lib.vs_flow_sampling_stats(self._dp, br, out), "sFlow sampling statistics")
+        return {"seen": out[0], "sampled": out[1], "dropped": out[2]}
+
+    def set_ofport(self, port: int, ofport: int) -> None:
+        _check(lib.vs_port_set_ofport(self._dp, port, ofport), "set port number")

@@ -17,7 +17,8 @@ def flushed(result: int, params: dict[str, Any]) -> str:
 
 
 def _port_details(p: dict[str, Any]) -> list[str]:
-    out = [f"type: {p['type']}"]
+    out = [f"ofport: {p['ofport']}"] if p.get("ofport") else []
+    out.append(f"type: {p['type']}")
     if p.get("netns"):
         out.append(f"netns: {p['netns']}")
     if p.get("device"):
@@ -51,6 +52,8 @@ def show(result: dict[str, Any], params: dict[str, Any]) -> str:
         net = _bridge_network(br)
         if net:
             out.append("    " + net)
+        for proto, fe in br.get("flow_export", {}).items():
+            out.append(f"    {proto}: " + ", ".join(fe["targets"]))
         for p in br["ports"]:
             state = p["state"] + (f" ({p['error']})" if p.get("error") else "")
             out.append(f"    Port {p['name']}: {state}")
@@ -144,6 +147,8 @@ def port_stats(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
     for r in result:
         drops = {k: v for k, v in r["drops"].items() if v}
         out.append(f"{r['bridge']} port {r['port']}:")
+        if r.get("ofport"):
+            out.append(f"    ofport: {r['ofport']}")
         out.append(f"    rx pkts={r['rx_packets']}, bytes={r['rx_bytes']}")
         out.append(f"    tx pkts={r['tx_packets']}, bytes={r['tx_bytes']}")
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"

@@ -101,6 +101,11 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
                 undo.append(partial(sw.dp.set_mac_table_size, rt.br_id, ob.mac_table_size))
                 if b not in changes["bridges_changed"]:
                     changes["bridges_changed"].append(b)
+            if ob.flow_export != nb.flow_export:
+                sw._apply_flows(nb)
+                undo.append(partial(sw._apply_flows, ob))
+                if b not in changes["bridges_changed"]:
+                    changes["bridges_changed"].append(b)
             for p in plans[b][1]:
                 sw._apply_live(rt, p, nb.ports[p])
                 undo.append(partial(sw._apply_live, rt, p, ob.ports[p]))
@@ -144,6 +149,7 @@ def apply_config(sw: "Switch", new: SwitchConfig) -> dict[str, list[str]]:
                 log.exception("reload: undo step failed")
         sw.config = old
         raise
+    sw._prune_ofports(new)
     sw.namespaces.release_all_except(sw._netns_in_use(new))
     repair(sw, changes)
     return {k: v for k, v in changes.items() if v}

@@ -8,7 +8,9 @@ for.  Kept in `<db>.state.json` beside the database.
 - brought_up: system interfaces (and bond members) that were
   administratively down when the switch attached them and that it brought
   up; it takes them down again when it lets go of them, also after a crash
-  and restart in between.
+  and restart in between;
+- ofports: each port's number (vswitch/ofports.py), which flow export
+  reports as its interface index.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import ofports
 from .store import DamagedFile, keep_aside, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,8 @@ class RuntimeState:
         up = data.get("brought_up")
         return {"bonds": bonds if isinstance(bonds, dict) else {},
                 "brought_up": sorted(n for n in up if isinstance(n, str))
-                if isinstance(up, list) else []}
+                if isinstance(up, list) else [],
+                "ofports": ofports.checked(data.get("ofports"))}
 
     def _save(self) -> None:
         try:
@@ -84,3 +88,18 @@ class RuntimeState:
         names.symmetric_difference_update({ifname})
         self._data["brought_up"] = sorted(names)
         self._save()
+
+    # --- port numbers (ofport) ---------------------------------------------------------
+    def ofport(self, bridge: str, port: str) -> int | None:
+        return ofports.lookup(self._data, bridge, port)
+
+    def assign_ofport(self, bridge: str, port: str) -> int:
+        n, new = ofports.assign(self._data, bridge, port)
+        if new:
+            self._save()
+        return n
+
+    def keep_ofports(self, ports: dict[str, set[str]]) -> None:
+        """Forget the numbers of ports (and bridges) not named."""
+        if ofports.prune(self._data, ports):
+            self._save()

@@ -30,6 +30,8 @@ from .bond_commands import BondCommands
 from .mirror import MirrorCommands
 from .datapath import UPCALL_SLOW_PROTO, Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
+from .flowexport.manager import FlowExports, PortView
+from .flowexport.settings import FLOW_KEYS, changed_flow_export
 from .netns import NamespaceRegistry
 from .network import NETWORK_KEYS, Network
 from .ports import Attachment, PortFactory
@@ -95,6 +97,7 @@ class Switch(BondCommands, MirrorCommands):
         # its event loop.
         self.upcalls = UpcallChannel(dp)
         self.upcalls.register(UPCALL_SLOW_PROTO, self.on_slow_protocol)
+        self.flows = FlowExports(dp, loop, self.upcalls)   # NetFlow, IPFIX, sFlow
 
     # --- persistence ---------------------------------------------------------
     @staticmethod
@@ -170,6 +173,7 @@ class Switch(BondCommands, MirrorCommands):
         # A table left by a crash is replaced, or removed when the stored
         # configuration had networks and this one has none.
         self.network.start(cfg, previous)
+        self._prune_ofports(cfg)
         self.namespaces.release_all_except(self._netns_in_use(cfg))
 
     # --- runtime building blocks (no persistence; callers own the transaction) ---
@@ -183,12 +187,14 @@ class Switch(BondCommands, MirrorCommands):
             for s in br.static_macs:
                 self._apply_static(br.name, s)
             self._sync_mirrors(br.name, br)
+            self._apply_flows(br)
         except BaseException:
             self._remove_bridge(br.name)
             raise
         return rt
 
     def _remove_bridge(self, name: str) -> None:
+        self.flows.forget(name)
         rt = self.bridges.pop(name)
         for prt in rt.ports.values():
             if prt.bond:
@@ -328,6 +334,7 @@ class Switch(BondCommands, MirrorCommands):
             for prt in rt.ports.values():
                 if prt.bond:
                     prt.bond.stop()
+        self.flows.stop()
         self.dp.close()
         self.bridges.clear()
         self.network.stop()
@@ -368,6 +375,7 @@ class Switch(BondCommands, MirrorCommands):
             self.network.apply(self.config, strict=False)
             raise
         self._remove_bridge(name)
+        self._prune_ofports(new)
         self.namespaces.release_all_except(self._netns_in_use(new))
 
     def set_bridge(self, name: str, settings: dict[str, Any]) -> None:
@@ -376,10 +384,17 @@ class Switch(BondCommands, MirrorCommands):
             raise invalid("nothing to set")
         new = br
         network = {k: v for k, v in settings.items() if k in NETWORK_KEYS}
+        flow_keys = {k: v for k, v in settings.items() if k in FLOW_KEYS}
+        if flow_keys:
+            try:
+                new = replace(br, flow_export=changed_flow_export(br.flow_export, flow_keys,
+                                                                  ("bridge", name)))
+            except ConfigError as e:
+                raise _cfg_error(e) from None
         for key, value in settings.items():
             path = ("bridge", name, key)
             try:
-                if key in NETWORK_KEYS:
+                if key in NETWORK_KEYS or key in FLOW_KEYS:
                     continue
                 if key == "mac_aging":
                     new = replace(new, mac_aging=check_int(value, path, key, *MAC_AGING_RANGE))
@@ -392,7 +407,8 @@ class Switch(BondCommands, MirrorCommands):
                 else:
                     raise ConfigError(path, f"unknown bridge setting {key!r} "
                                             "(mac_aging, mac_table_size, "
-                                            f"{', '.join(NETWORK_KEYS)})")
+                                            f"{', '.join(NETWORK_KEYS)}, netflow*, ipfix*, "
+                                            "sflow*)")
             except ConfigError as e:
                 raise _cfg_error(e) from None
         new_cfg = self.config.with_bridge(new)
@@ -408,6 +424,7 @@ class Switch(BondCommands, MirrorCommands):
         try:
             self.dp.set_mac_table_size(rt.br_id, new.mac_table_size)
             self._change_network(rt, br, new)
+            self._apply_flows(new)
         except BaseException:
             self._undo_set_bridge(rt, br, new)
             raise
@@ -420,6 +437,34 @@ class Switch(BondCommands, MirrorCommands):
         self.dp.set_mac_aging(rt.br_id, old.mac_aging)
         self.dp.set_mac_table_size(rt.br_id, old.mac_table_size)
         self._change_network(rt, new, old)
+        self._apply_flows(old)
+
+    # --- flow export (vswitch/flowexport) and port numbers ------------------------------
+    def _apply_flows(self, br: BridgeConfig) -> None:
+        rt = self.bridges[br.name]
+
+        def ports() -> list[PortView]:
+            return [PortView(n, self.dp_ofport(br.name, n), prt.ifaces,
+                             self.port_state(prt)[0] == "up")
+                    for n, prt in sorted(self.bridges[br.name].ports.items())]
+        self.flows.apply(br.name, rt.br_id, br.flow_export, ports)
+
+    def dp_ofport(self, bridge: str, port: str) -> int:
+        return self.runtime.ofport(bridge, port) or 0
+
+    def _ofport(self, rt: BridgeRuntime, port: str) -> int:
+        bridge = next(n for n, r in self.bridges.items() if r is rt)
+        return self.runtime.assign_ofport(bridge, port)
+
+    def _prune_ofports(self, cfg: SwitchConfig) -> None:
+        # a subnet bridge's own port (network.py) is not in b.ports but has a number
+        self.runtime.keep_ofports({b.name: set(b.ports) | ({b.name} if b.has_network else set())
+                                   for b in cfg.bridges.values()})
+
+    def flow_stats(self, bridge: str) -> dict[str, Any]:
+        br = self._bridge_cfg(bridge)
+        return {"bridge": bridge, "settings": br.flow_export.describe() if br.flow_export
+                else {}, **self.flows.stats(bridge)}
 
     def _bridge_cfg(self, name: str) -> BridgeConfig:
         try:
@@ -432,6 +477,7 @@ class Switch(BondCommands, MirrorCommands):
         port_id = self.dp.add_port(rt.br_id)
         prt = PortRuntime(cfg, port_id, rt.name)
         try:
+            self.dp.set_ofport(port_id, self._ofport(rt, cfg.name))
             self.dp.set_vlan(port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
             if cfg.type == "bond":
                 self.dp.set_bond_mode(port_id, cfg.bond_setting("bond_mode"))
@@ -529,6 +575,7 @@ class Switch(BondCommands, MirrorCommands):
             self.network.apply(self.config, strict=False)
             raise
         self._remove_port(self.bridges[br.name], name)
+        self._prune_ofports(new_cfg)
         self._release_netns(cfg, new_cfg)
 
     def _revive(self, bridge: str, name: str) -> bool:
@@ -724,14 +771,15 @@ class Switch(BondCommands, MirrorCommands):
                 total = IfaceStats()
                 for i in prt.ifaces:
                     total += self.dp.iface_stats(i)
-                rows.append({"bridge": n, "port": pname, **total.to_json()})
+                rows.append({"bridge": n, "port": pname, "ofport": self.dp_ofport(n, pname),
+                             **total.to_json()})
         return rows
 
-    def _port_entry(self, prt: PortRuntime) -> dict[str, Any]:
+    def _port_entry(self, bridge: str, prt: PortRuntime) -> dict[str, Any]:
         pcfg = prt.cfg
         state, why = self.port_state(prt)
         entry = {"name": pcfg.name, **pcfg.to_json(), "vlan_mode": pcfg.effective_vlan_mode,
-                 "state": state}
+                 "state": state, "ofport": self.dp_ofport(bridge, pcfg.name)}
         if why:
             entry["error"] = why
         if prt.bond:
@@ -751,14 +799,16 @@ class Switch(BondCommands, MirrorCommands):
             ports = []
             local = rt.ports.get(bname) if br.has_network else None
             if local is not None:    # the bridge's own port (network.py)
-                ports.append({**self._port_entry(local), "local": True})
+                ports.append({**self._port_entry(bname, local), "local": True})
             for pname in sorted(br.ports):
-                ports.append(self._port_entry(rt.ports[pname]))
+                ports.append(self._port_entry(bname, rt.ports[pname]))
             entry = {"name": bname, "mac_aging": br.mac_aging,
                      "mac_table_size": br.mac_table_size, "ports": ports}
             for key in NETWORK_KEYS:
                 if getattr(br, key) is not None:
                     entry[key] = getattr(br, key)
+            if br.flow_export and br.flow_export.describe():
+                entry["flow_export"] = br.flow_export.describe()
             out.append(entry)
         return {"bridges": out}
 
@@ -768,7 +818,7 @@ class Switch(BondCommands, MirrorCommands):
         rt = self.bridges[bridge]
         ports = []
         for pname in sorted(br.ports):
-            e = self._port_entry(rt.ports[pname])
+            e = self._port_entry(bridge, rt.ports[pname])
             ipv4 = [a for a in e.get("ip", ()) if ":" not in a]
             ipv6 = [a for a in e.get("ip", ()) if ":" in a]
             ports.append({"name": pname, "type": e["type"], "state": e["state"],

@@ -109,7 +109,8 @@ def test_bond_member_choice(benchmark, per_item, dp):
              lambda: lib.vs_bench_bond_select(dp._dp, port, keys, n), n)
 
 
-@pytest.mark.parametrize("case", ["known unicast", "flood to 3", "vlan push"])
+@pytest.mark.parametrize("case", ["known unicast", "flood to 3", "vlan push",
+                                  "known unicast, netflow", "known unicast, netflow+ipfix"])
 def test_forwarding_decision(benchmark, per_item, dp, case):
     """The whole path for a batch of 32 frames: parse, checks, VLAN, learn,
     look up, choose the output and build its iovec; writes skipped."""
@@ -124,8 +125,12 @@ def test_forwarding_decision(benchmark, per_item, dp, case):
     vlan = 10 if case == "vlan push" else 0
     dp.fdb_add_static(br, b, vlan, "02:ff:00:00:00:01")
     dst = "ff:ff:ff:ff:ff:ff" if case == "flood to 3" else "02:ff:00:00:00:01"
-    frames = [bytes(Ether(src=mac_of(i + 1), dst=dst) / IP() / UDP() / (b"\0" * 18))
-              for i in range(32)]
+    if "netflow" in case:   # flow accounting on: 32 flows (one per source port)
+        for cache in range(2 if "ipfix" in case else 1):
+            dp.flow_configure(br, cache, max_flows=65536, sampling=1, idle_timeout_ms=15000,
+                              active_timeout_ms=600000, ipv4_only=cache == 0)
+    frames = [bytes(Ether(src=mac_of(i + 1), dst=dst) / IP() / UDP(sport=1000 + i) /
+                    (b"\0" * 18)) for i in range(32)]
     blob = b"".join(frames)
     lens = ffi.new("uint32_t[]", [len(f) for f in frames])
     rounds = 20_000

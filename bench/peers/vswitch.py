@@ -30,9 +30,11 @@ def find_vswitchd() -> str:
     return found
 
 
-def config_toml(bridge: str, ports: list[tuple[str, str, str]]) -> str:
-    """The daemon's TOML config: one bridge, one port per (name, netns, ip)."""
-    lines = [f'[bridge."{bridge}"]']
+def config_toml(bridge: str, ports: list[tuple[str, str, str]],
+                extra: tuple[str, ...] = ()) -> str:
+    """The daemon's TOML config: one bridge, one port per (name, netns, ip);
+    extra: more bridge keys, as TOML lines."""
+    lines = [f'[bridge."{bridge}"]', *extra]
     for port, ns, ip in ports:
         lines += ["", f'[bridge."{bridge}".port."{port}"]', f'netns = "{ns}"', f'ip = "{ip}"']
     return "\n".join(lines) + "\n"
@@ -42,6 +44,10 @@ class Vswitch(Switch):
     name = "vswitch"
     #: extra vswitchd options of this variant
     options: tuple[str, ...] = ()
+
+    def bridge_keys(self) -> tuple[str, ...]:
+        """Extra bridge settings of this variant (TOML lines)."""
+        return ()
 
     def __init__(self, names: Names, workdir: Path) -> None:
         super().__init__(names, workdir)
@@ -58,7 +64,7 @@ class Vswitch(Switch):
         cfg.write_text(config_toml(self.names("br"), [
             (self.names("pa"), ns_a, f"{topology.IP_A}/{topology.PREFIXLEN}"),
             (self.names("pb"), ns_b, f"{topology.IP_B}/{topology.PREFIXLEN}"),
-        ]))
+        ], self.bridge_keys()))
         res = run([find_vswitchd(), "--config", str(cfg), "--sock", str(self.dir / "vswitchd.sock"),
                    "--db", str(db), "--pidfile", str(pidfile), "--detach", *self.options],
                   check=False, timeout=60)
@@ -96,3 +102,27 @@ class VswitchNoPoll(Vswitch):
 
     def describe(self) -> str:
         return "vswitchd from this tree, TAP ports, --busy-poll-us 0"
+
+
+class VswitchNetflow(Vswitch):
+    """The same with NetFlow v5 export on (default timeouts: 600 s active,
+    15 s idle) to a UDP socket the harness holds open on loopback: the cost
+    of flow accounting in the forwarding pass, with the once-a-second export
+    running."""
+    name = "vswitch-netflow"
+
+    def bridge_keys(self) -> tuple[str, ...]:
+        import socket
+        self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sink.bind(("127.0.0.1", 0))
+        return (f'netflow = "127.0.0.1:{self.sink.getsockname()[1]}"',)
+
+    def stop(self) -> None:
+        super().stop()
+        sink = getattr(self, "sink", None)
+        if sink is not None:
+            sink.close()
+            self.sink = None
+
+    def describe(self) -> str:
+        return "vswitchd from this tree, TAP ports, NetFlow v5 on (to a UDP sink on loopback)"

@@ -242,3 +242,20 @@ def test_trace_works_out_what_learning_would_change():
         assert predicted(t) == real == Counter({(a.iface, None): 1, (b.iface, None): 1})
     finally:
         engine.close()
+
+
+def test_trace_accounts_no_flow_and_samples_nothing(engine):
+    """Flow accounting and sFlow sampling run in the same pass: a trace
+    must touch neither (the real frame afterwards does)."""
+    a, b = engine.add_port(), engine.add_port()
+    engine.dp.flow_configure(engine.br, 0, max_flows=64, sampling=1, idle_timeout_ms=15000,
+                             active_timeout_ms=60000, ipv4_only=True)
+    engine.dp.flow_set_sampling(engine.br, 1, 128)
+    f = frame(mac(1), BCAST)
+    engine.dp.trace(a.iface, f)
+    assert engine.dp.flow_stats(engine.br, 0)["packets"] == 0
+    assert engine.dp.flow_sampling_stats(engine.br)["seen"] == 0
+    assert engine.dp.upcall_stats().queued["sample"] == 0
+    engine.send(a, f)
+    assert engine.dp.flow_stats(engine.br, 0)["packets"] == 1
+    assert engine.dp.upcall_stats().queued["sample"] == 1
