@@ -35,7 +35,9 @@ if (( want_test )); then
     pkgs+=("iperf3:/usr/bin/iperf3" "openvswitch-switch:/usr/sbin/ovs-vswitchd"
            "netsniff-ng:/usr/sbin/trafgen" "tcpdump:/usr/bin/tcpdump"
            # flow export collectors (tests/flows): NetFlow/IPFIX, IPFIX/sFlow
-           "nfdump:/usr/bin/nfcapd" "pmacct:/usr/sbin/nfacctd")
+           "nfdump:/usr/bin/nfcapd" "pmacct:/usr/sbin/nfacctd"
+           # the LACP interop test turns a host's tx checksum offload off
+           "ethtool:/usr/sbin/ethtool")
 fi
 missing=()
 for entry in "${pkgs[@]}"; do
