@@ -7,9 +7,15 @@
  *                  at; accept broadcast/multicast on the active member only,
  *                  and drop unicast whose source is learned on another port
  *                  (our own frame coming back through the upstream switch).
+ *   balance-tcp:   send on the member its L3/L4 flow's bucket points at
+ *                  (vs_tcp_hash); only ever used with LACP negotiated.
+ *   LACP negotiated (port->lag): the far end holds the members as one link
+ *                  and never sends a frame back to us, so every frame is
+ *                  accepted on every enabled member (Open vSwitch's rule).
  *
- * The control plane decides which members are enabled, which is active and
- * where each SLB bucket points; this file only reads those choices.
+ * The control plane decides which members are enabled, which is active,
+ * where each hash bucket points and whether LACP holds; this file only
+ * reads those choices.
  */
 #include <string.h>
 
@@ -30,6 +36,81 @@ int vs_slb_hash(const uint8_t *mac, uint16_t vlan)
     return (int)(k & (VS_SLB_BUCKETS - 1));
 }
 
+static inline uint64_t mix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static inline uint64_t rd32(const uint8_t *p)
+{
+    return ((uint64_t)p[0] << 24) | ((uint64_t)p[1] << 16) |
+           ((uint64_t)p[2] << 8) | (uint64_t)p[3];
+}
+
+/* balance-tcp's hash, Open vSwitch's "symmetric L3/L4": the XOR of source
+ * and destination addresses, the protocol, and for TCP, UDP and SCTP (not
+ * in a fragment) the XOR of the ports -- so both directions of a flow hash
+ * alike.  Frames that are not IP hash their L2 header the same symmetric
+ * way (MACs and VLAN).  l3 is the offset after the tags (the ethertype is
+ * the two bytes before it); every read is checked against len. */
+static int l3l4_bucket(const uint8_t *d, uint32_t len, uint32_t l3,
+                       uint16_t vlan)
+{
+    uint64_t h = 0;
+    uint8_t proto = 0;
+    uint32_t l4 = 0;
+    uint16_t type = l3 >= ETH_HLEN_ && l3 <= len ? vs_rd16(d + l3 - 2) : 0;
+    if (type == 0x0800 && len >= l3 + 20 && (d[l3] >> 4) == 4) {
+        uint32_t ihl = (uint32_t)(d[l3] & 0x0f) * 4;
+        proto = d[l3 + 9];
+        h = rd32(d + l3 + 12) ^ rd32(d + l3 + 16);
+        bool frag = (vs_rd16(d + l3 + 6) & 0x3fff) != 0;
+        if (ihl >= 20 && !frag)
+            l4 = l3 + ihl;
+    } else if (type == 0x86dd && len >= l3 + 40 && (d[l3] >> 4) == 6) {
+        proto = d[l3 + 6];
+        for (uint32_t i = 0; i < 16; i += 4)
+            h = mix64(h ^ rd32(d + l3 + 8 + i) ^ rd32(d + l3 + 24 + i));
+        l4 = l3 + 40;     /* extension headers: no ports (proto says so) */
+    } else {
+        /* not IP (or a cut IP header): the L2 header, symmetric */
+        uint64_t macs = len >= 12 ? vs_mac_to_u64(d) ^ vs_mac_to_u64(d + 6) : 0;
+        return (int)(mix64(macs ^ ((uint64_t)(vlan & 0xfff) << 48) ^
+                           ((uint64_t)type << 32)) & (VS_SLB_BUCKETS - 1));
+    }
+    h = mix64(h ^ ((uint64_t)proto << 40));
+    if ((proto == 6 || proto == 17 || proto == 132) && l4 && len >= l4 + 4)
+        h = mix64(h ^ (vs_rd16(d + l4) ^ vs_rd16(d + l4 + 2)));
+    return (int)(h & (VS_SLB_BUCKETS - 1));
+}
+
+int vs_tcp_hash(const uint8_t *frame, size_t len, uint16_t vlan)
+{
+    struct vs_parsed ps;
+    if (len > VS_MAX_FRAME)
+        len = VS_MAX_FRAME;
+    if (vs_parse(frame, (uint32_t)len, &ps) < 0)
+        return l3l4_bucket(frame, (uint32_t)len, 0, vlan);
+    return l3l4_bucket(frame, (uint32_t)len, ps.l3_offset, vlan);
+}
+
+/* The member a hash bucket points at, or the active one while the bucket
+ * points nowhere usable (a member just disabled, before the control plane
+ * moves its buckets). */
+static inline int bucket_member(struct vs_dp *dp, const struct vs_port *p,
+                                int b)
+{
+    int i = p->slb_bucket[b];
+    if (i != VS_UNUSED && usable(dp, i))
+        return i;
+    return usable(dp, p->active) ? p->active : -1;
+}
+
 int vs_bond_output_iface(struct vs_dp *dp, struct vs_port *p,
                          const struct vs_pkt *pkt)
 {
@@ -38,6 +119,11 @@ int vs_bond_output_iface(struct vs_dp *dp, struct vs_port *p,
         return p->n_members ? p->members[0] : -1;
     case VS_BOND_ACTIVE_BACKUP:
         return usable(dp, p->active) ? p->active : -1;
+    case VS_BOND_BALANCE_TCP: {
+        int b = l3l4_bucket(pkt->data, pkt->len, pkt->l3_offset, pkt->vlan);
+        p->slb_load[b] += pkt->len;
+        return bucket_member(dp, p, b);
+    }
     default: {
         int b = vs_slb_hash(pkt->data + 6, pkt->vlan);
         p->slb_load[b] += pkt->len;
@@ -57,6 +143,7 @@ static int member_for(struct vs_dp *dp, const struct vs_port *p,
     case VS_BOND_NONE:
         return p->n_members ? p->members[0] : -1;
     case VS_BOND_ACTIVE_BACKUP:
+    case VS_BOND_BALANCE_TCP:   /* no learning packets under LACP: active */
         return usable(dp, p->active) ? p->active : -1;
     default: {
         int i = p->slb_bucket[vs_slb_hash(mac, vlan)];
@@ -128,9 +215,13 @@ bool vs_bond_admissible(struct vs_dp *dp, const struct vs_port *p,
                         int learned_port)
 {
     int self = (int)(in - dp->ifaces);
+    if (p->lag)
+        return in->enabled;
     switch (p->bond_mode) {
     case VS_BOND_NONE:
         return true;
+    case VS_BOND_BALANCE_TCP:
+        return false;      /* balance-tcp without LACP carries nothing */
     case VS_BOND_ACTIVE_BACKUP:
         return self == p->active;
     default:

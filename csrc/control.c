@@ -177,7 +177,7 @@ static int port_set_bond_mode_locked(struct vs_dp *dp, int p, int mode)
     struct vs_port *port = get_port(dp, p);
     if (!port)
         return -ENOENT;
-    if (mode < VS_BOND_NONE || mode > VS_BOND_BALANCE_SLB)
+    if (mode < VS_BOND_NONE || mode > VS_BOND_BALANCE_TCP)
         return -EINVAL;
     if (mode == VS_BOND_NONE && port->n_members > 1)
         return -EBUSY;
@@ -257,6 +257,20 @@ static int port_take_loads_locked(struct vs_dp *dp, int p, uint64_t *loads)
 int vs_port_take_slb_loads(vs_dp *dp, int p, uint64_t *loads)
 {
     LOCKED(port_take_loads_locked(dp, p, loads));
+}
+
+static int port_set_lag_locked(struct vs_dp *dp, int p, int on)
+{
+    struct vs_port *port = get_port(dp, p);
+    if (!port)
+        return -ENOENT;
+    port->lag = on != 0;
+    return 0;
+}
+
+int vs_port_set_lag(vs_dp *dp, int p, int on)
+{
+    LOCKED(port_set_lag_locked(dp, p, on));
 }
 
 static int learning_locked(struct vs_dp *dp, int p)

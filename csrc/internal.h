@@ -78,6 +78,7 @@ struct vs_port {
     uint8_t trunks[512];
     /* Members: one interface for a plain port, several for a bond. */
     uint8_t bond_mode;
+    bool lag;                             /* LACP negotiated (bond.c) */
     uint8_t n_members;
     uint16_t members[VS_MAX_BOND_MEMBERS];
     int16_t active;                       /* iface id, -1 none */

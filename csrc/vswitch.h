@@ -68,7 +68,8 @@ enum vs_vlan_mode {
 enum vs_bond_mode {
     VS_BOND_NONE = 0,
     VS_BOND_ACTIVE_BACKUP = 1,
-    VS_BOND_BALANCE_SLB = 2
+    VS_BOND_BALANCE_SLB = 2,
+    VS_BOND_BALANCE_TCP = 3    /* L3/L4 flow hash (vs_tcp_hash); needs LACP */
 };
 
 /* Why a frame was dropped.  Counted per interface: ingress reasons on the
@@ -205,12 +206,21 @@ int vs_port_set_bond_mode(vs_dp *dp, int port, int mode);
 int vs_port_set_active(vs_dp *dp, int port, int iface);
 /* *iface = the active member, or -1 when there is none. */
 int vs_port_get_active(vs_dp *dp, int port, int *iface);
-/* Point SLB hash bucket 0..255 at a member interface of the port. */
+/* Point hash bucket 0..255 (balance-slb or balance-tcp) at a member
+ * interface of the port. */
 int vs_port_set_slb_bucket(vs_dp *dp, int port, int bucket, int iface);
-/* Bytes hashed into each SLB bucket since the last call; resets them. */
+/* Bytes hashed into each bucket since the last call; resets them. */
 int vs_port_take_slb_loads(vs_dp *dp, int port, uint64_t *loads256);
-/* The bucket (0..255) a source MAC and VLAN hash to. */
+/* The balance-slb bucket (0..255) a source MAC and VLAN hash to. */
 int vs_slb_hash(const uint8_t *mac, uint16_t vlan);
+/* The balance-tcp bucket (0..255) of a frame: a symmetric hash of its IP
+ * addresses, protocol and TCP/UDP/SCTP ports (of its MACs and VLAN when it
+ * is not IP).  Pure; reads nothing outside frame[0..len). */
+int vs_tcp_hash(const uint8_t *frame, size_t len, uint16_t vlan);
+/* LACP holds (1) or not (0) on this bond: with it the far end treats the
+ * members as one link, so frames are accepted on every enabled member
+ * instead of by the bond mode's admissibility rules. */
+int vs_port_set_lag(vs_dp *dp, int port, int on);
 /* After a failover: for every MAC learned on another port of the bridge, in
  * a VLAN this port carries, send one RARP (ethertype 0x8035, to broadcast,
  * from that MAC, tagged as the port tags that VLAN) on the member that

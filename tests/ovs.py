@@ -16,9 +16,10 @@ SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 class OvsPeer:
     def __init__(self, workdir: Path, netns: str | None = None) -> None:
-        # netns: run ovs-vswitchd (and its ovs-netdev TAP) in that namespace
-        self.wrap = ["ip", "netns", "exec", netns] if netns else []
+        """netns: run ovs-vswitchd in that (existing) namespace -- one
+        netdev-datapath OVS per namespace, see KERNEL-NOTES.md."""
         self.dir = workdir
+        self.wrap = ["ip", "netns", "exec", netns] if netns else []
         self.dir.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "OVS_RUNDIR": str(workdir), "OVS_DBDIR": str(workdir),
                     "OVS_LOGDIR": str(workdir), "OVS_SYSCONFDIR": str(workdir)}
@@ -42,7 +43,8 @@ class OvsPeer:
         self._wait_for(self.dir / "db.sock")
         self.vsctl("--no-wait", "init")
         self.procs.append(subprocess.Popen(
-            self.wrap + ["ovs-vswitchd", f"unix:{self.dir}/db.sock", f"--unixctl={self.dir}/vswitchd.ctl",
+            [*self.wrap, "ovs-vswitchd", f"unix:{self.dir}/db.sock",
+             f"--unixctl={self.dir}/vswitchd.ctl",
              f"--log-file={self.dir}/vswitchd.log"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self._wait_for(self.dir / "vswitchd.ctl")

@@ -194,6 +194,12 @@ def _bond_show(sw: Switch, p: Params) -> list[dict[str, Any]]:
     return sw.bond_show(bond)
 
 
+def _lacp_show(sw: Switch, p: Params) -> list[dict[str, Any]]:
+    bond = p.opt_text("bond")
+    p.done()
+    return sw.lacp_show(bond)
+
+
 def _bond_set_active(sw: Switch, p: Params) -> None:
     bond, member = p.text("bond"), p.text("member")
     p.done()
@@ -286,6 +292,7 @@ METHODS: dict[str, Handler] = {
     "add-bond-iface": _add_bond_iface,
     "del-bond-iface": _del_bond_iface,
     "bond/show": _bond_show,
+    "lacp/show": _lacp_show,
     "bond/set-active-member": _bond_set_active,
     "bond/enable-member": _bond_enable,
     "bond/disable-member": _bond_disable,

@@ -14,9 +14,11 @@ from .bond import Bond
 from .config import ConfigError, PortConfig, check_global, parse_port
 from .errors import VswitchError, exists, invalid, not_found
 from .monitor import LinkEvent
-from .datapath import IFACE_PACKET
-from .ports import Attachment
+from .datapath import IFACE_PACKET, VNET_HDR
+from .lacp.pdu import mac_raw
+from .ports import Attachment, derived_mac
 from .runtime_state import RuntimeState
+from .upcall import Upcall
 
 if TYPE_CHECKING:
     import asyncio
@@ -35,6 +37,7 @@ class BondCommands:
 
     if TYPE_CHECKING:   # provided by Switch, the class this one is mixed into
         dp: Datapath
+        system_id: str
         loop: asyncio.AbstractEventLoop | None
         factory: PortFactory
         bridges: dict[str, BridgeRuntime]
@@ -90,9 +93,24 @@ class BondCommands:
         info = links.get_link(name)
         return iface, bool(info and info.up and info.carrier)
 
+    def lacp_system_mac(self, bridge: str) -> bytes:
+        """The LACP system id of a bridge's bonds when lacp-system-id is not
+        set: a MAC derived from the switch's system id and the bridge's name
+        (Open vSwitch uses the bridge's MAC), so it survives restarts."""
+        return mac_raw(derived_mac(self.system_id, f"bridge:{bridge}"))
+
+    @staticmethod
+    def _member_device(prt: "PortRuntime", name: str) -> tuple[str | None, bool]:
+        """(MAC, speaks the virtio-net header) of an attached member."""
+        att = prt.member_atts.get(name)
+        if att is None:
+            return None, False
+        return att.mac, bool(att.flags & VNET_HDR)
+
     def _attach_bond(self, prt: "PortRuntime", strict: bool) -> None:
         cfg = prt.cfg
-        bond = Bond(cfg.name, cfg, prt.port_id, self.dp, self.loop, self._save_bond_state)
+        bond = Bond(cfg.name, cfg, prt.port_id, self.dp, self.loop, self._save_bond_state,
+                    system_mac=self.lacp_system_mac(prt.bridge))
         for name in cfg.interfaces:
             try:
                 iface, up = self._attach_member(prt, name)
@@ -102,7 +120,8 @@ class BondCommands:
                 log.warning("bond %s: member %s: %s", cfg.name, name, e.message)
                 bond.add_member(name, None, False)
                 continue
-            bond.add_member(name, iface, up)
+            mac, vnet = self._member_device(prt, name)
+            bond.add_member(name, iface, up, mac=mac, vnet=vnet)
         prt.bond = bond
         bond.start(self.runtime.bond_active(cfg.name))
 
@@ -147,8 +166,8 @@ class BondCommands:
                 m.iface = None
             try:
                 iface, _up = self._attach_member(prt, ev.name)
-                m.iface = iface
-                self.dp.set_enabled(iface, m.enabled)
+                mac, vnet = self._member_device(prt, ev.name)
+                bond.set_member_iface(ev.name, iface, mac=mac, vnet=vnet)
                 log.info("bond %s: member %s attached again", bond.name, ev.name)
             except VswitchError as e:
                 log.warning("bond %s: member %s: %s", bond.name, ev.name, e.message)
@@ -185,6 +204,33 @@ class BondCommands:
                     out.append({"bridge": br, **prt.bond.show()})
         return out
 
+    def lacp_show(self, name: str | None) -> list[dict[str, Any]]:
+        """`lacp/show`: one entry per bond that runs LACP."""
+        if name is not None:
+            _br, prt = self._bond(name)
+            assert prt.bond
+            if prt.bond.lacp is None:
+                raise invalid(f"bond {name} does not run LACP (lacp=off); set lacp=active "
+                              "or lacp=passive")
+            return [prt.bond.lacp.show(list(prt.cfg.interfaces))]
+        out = []
+        for _br, rt in sorted(self.bridges.items()):
+            for _pname, prt in sorted(rt.ports.items()):
+                if prt.bond and prt.bond.lacp is not None:
+                    out.append(prt.bond.lacp.show(list(prt.cfg.interfaces)))
+        return out
+
+    def on_slow_protocol(self, up: Upcall) -> None:
+        """A slow-protocols frame (a LACPDU, or a marker) a bond member
+        claimed: to its bond's LACP machines.  Runs on the event loop."""
+        for rt in self.bridges.values():
+            for prt in rt.ports.values():
+                if prt.port_id == up.port and prt.bond is not None:
+                    if prt.bond.lacp_receive(up.iface, up.frame):
+                        return
+        log.debug("slow-protocols frame from engine interface %d: no LACP bond has it",
+                  up.iface)
+
     def bond_set_active_member(self, name: str, member: str) -> None:
         _br, prt = self._bond(name)
         assert prt.bond
@@ -212,7 +258,8 @@ class BondCommands:
         iface, up = self._attach_member(prt, member)
         prt.cfg = new
         prt.bond.cfg = new
-        prt.bond.add_member(member, iface, up)
+        mac, vnet = self._member_device(prt, member)
+        prt.bond.add_member(member, iface, up, mac=mac, vnet=vnet)
         prt.bond.update()
 
         def undo() -> None:
@@ -244,6 +291,9 @@ class BondCommands:
         m = prt.bond.members.get(member)
         if m is None:
             return
+        # The bond lets go first, while the device is still there: its
+        # buckets move, and under LACP it says goodbye on that link.
+        prt.bond.remove_member(member)
         if m.iface is not None:
             self.dp.del_iface(m.iface)
             prt.ifaces.remove(m.iface)
@@ -251,4 +301,3 @@ class BondCommands:
         if att is not None:
             self.factory.release(att)
             self._forget_brought_up(member)
-        prt.bond.remove_member(member)

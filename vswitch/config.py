@@ -34,7 +34,10 @@ EXTERNAL_IDS_MAX = 64
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 PORT_TYPES = ("tap", "internal", "system", "bond", "vxlan")
-BOND_MODES = ("active-backup", "balance-slb")
+BOND_MODES = ("active-backup", "balance-slb", "balance-tcp")
+LACP_MODES = ("active", "passive", "off")
+LACP_TIMES = ("fast", "slow")
+LACP_PRIORITY_RANGE = (1, 65535)
 BOND_DETECT_MODES = ("carrier", "miimon")
 BOND_DELAY_RANGE = (0, 3_600_000)          # milliseconds
 MIIMON_INTERVAL_RANGE = (10, 3_600_000)
@@ -288,6 +291,12 @@ class PortConfig:
     bond_miimon_interval: int | None = None
     bond_rebalance_interval: int | None = None
     external_ids: tuple[tuple[str, str], ...] = ()
+    # LACP on a bond (Open vSwitch's Port lacp and other_config:lacp-*)
+    lacp: str | None = None
+    lacp_time: str | None = None
+    lacp_fallback_ab: bool | None = None
+    lacp_system_id: str | None = None
+    lacp_system_priority: int | None = None
     # published ports (netconfig.py): "HOSTPORT:PORT/PROTO"
     publish: tuple[str, ...] = ()
     # VXLAN tunnels (type = "vxlan"; vxlan.py): Open vSwitch's option names
@@ -301,13 +310,16 @@ class PortConfig:
     udp_gso: bool | None = None
 
     def bond_setting(self, key: str) -> Any:
-        """A bond key's value, or its default (Open vSwitch's)."""
+        """A bond key's value, or its default (Open vSwitch's).  The LACP
+        system id and priority have defaults that depend on the switch and
+        the bond (see vswitch/bond.py); None here."""
         value = getattr(self, key)
         if value is not None:
             return value
         return {"bond_mode": "active-backup", "bond_updelay": 0, "bond_downdelay": 0,
                 "bond_detect_mode": "carrier", "bond_miimon_interval": 200,
-                "bond_rebalance_interval": 10_000}.get(key)
+                "bond_rebalance_interval": 10_000, "lacp": "off", "lacp_time": "slow",
+                "lacp_fallback_ab": False}.get(key)
 
     @property
     def effective_vlan_mode(self) -> str:
@@ -445,8 +457,10 @@ class SwitchConfig:
 
 # --- parsing ---------------------------------------------------------------------
 
+LACP_KEYS = ("lacp", "lacp_time", "lacp_fallback_ab", "lacp_system_id",
+             "lacp_system_priority")
 BOND_KEYS = ("bond_mode", "bond_updelay", "bond_downdelay", "bond_primary",
-             "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval")
+             "bond_detect_mode", "bond_miimon_interval", "bond_rebalance_interval") + LACP_KEYS
 VXLAN_SCALARS = ("local_ip", "key", "dst_port", "csum", "df_default", "ttl", "udp_gso")
 PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "trunks",
              "vlan_mode", "interfaces", "publish", "external_ids") + BOND_KEYS \
@@ -455,7 +469,7 @@ PORT_KEYS = ("type", "netns", "ifname", "ip", "mac", "mtu", "offload", "tag", "t
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     """Open vSwitch spells some bond keys with dashes (bond-primary,
-    bond-detect-mode); accept both spellings.  `external_ids:KEY` entries
+    bond-detect-mode, lacp-time); accept both spellings.  `external_ids:KEY` entries
     (ovs-vsctl's syntax) are folded into the external_ids table."""
     out: dict[str, Any] = {}
     for k, v in data.items():
@@ -612,6 +626,31 @@ def parse_bond_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
             raise ConfigError(path + ("bond_primary",), f"bond_primary {primary!r} is not one "
                                                         "of the bond's interfaces")
         out["bond_primary"] = primary
+    out.update(parse_lacp_settings(data, path))
+    if out["bond_mode"] == "balance-tcp" and out.get("lacp") in (None, "off"):
+        raise ConfigError(path + ("bond_mode",), "bond_mode balance-tcp needs LACP "
+                          "(lacp=active or lacp=passive), as in Open vSwitch")
+    return out
+
+
+def parse_lacp_settings(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, allowed in (("lacp", LACP_MODES), ("lacp_time", LACP_TIMES)):
+        value = data.get(key)
+        if value is not None:
+            if value not in allowed:
+                raise ConfigError(path + (key,), f"{key.replace('_', '-')} must be one of "
+                                  f"{', '.join(allowed)}, not {value!r}")
+            out[key] = value
+    if data.get("lacp_fallback_ab") is not None:
+        out["lacp_fallback_ab"] = check_bool(data["lacp_fallback_ab"],
+                                             path + ("lacp_fallback_ab",), "lacp-fallback-ab")
+    if data.get("lacp_system_id") is not None:
+        out["lacp_system_id"] = check_mac(data["lacp_system_id"], path + ("lacp_system_id",))
+    if data.get("lacp_system_priority") is not None:
+        out["lacp_system_priority"] = check_int(
+            data["lacp_system_priority"], path + ("lacp_system_priority",),
+            "lacp-system-priority", *LACP_PRIORITY_RANGE)
     return out
 
 

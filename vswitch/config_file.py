@@ -69,7 +69,10 @@ def locate(text: str, path: tuple[str, ...]) -> int:
                 continue
             full = table + _split_dotted(k.group("key"))
         n = 0
-        while n < len(full) and n < len(path) and full[n] == path[n]:
+        # keys may be spelt with dashes (lacp-time) where the path has
+        # underscores (config.normalize_keys)
+        while n < len(full) and n < len(path) and \
+                full[n].replace("-", "_") == path[n].replace("-", "_"):
             n += 1
         if n == len(full) and n > best_len:
             best_line, best_len = number, n

@@ -47,14 +47,18 @@ Ports:
   del-port [BR] PORT [--if-exists]
   list-ports BR
 Bonds:
-  add-bond BR BOND IFACE IFACE... [--may-exist] [bond_mode=active-backup|balance-slb]
+  add-bond BR BOND IFACE IFACE... [--may-exist]
+           [bond_mode=active-backup|balance-slb|balance-tcp]
            [bond_updelay=MS] [bond_downdelay=MS] [bond-primary=IFACE]
            [bond-detect-mode=carrier|miimon] [bond-miimon-interval=MS]
            [bond-rebalance-interval=MS] [tag=..] [trunks=..] [vlan_mode=..]
+           [lacp=active|passive|off] [lacp-time=fast|slow] [lacp-fallback-ab=true|false]
+           [lacp-system-id=MAC] [lacp-system-priority=N]   (balance-tcp needs lacp)
   add-bond-iface BOND IFACE
   del-bond-iface BOND IFACE
-  set port BOND KEY=VALUE...         any bond_* key, live
+  set port BOND KEY=VALUE...         any bond_* or lacp* key, live
   bond/show [BOND] [--json]
+  lacp/show [BOND] [--json]
   bond/set-active-member BOND IFACE
   bond/enable-member BOND IFACE
   bond/disable-member BOND IFACE
@@ -284,7 +288,7 @@ def build_request(inv: Invocation) -> tuple[str, dict[str, Any]]:
         _no_settings(inv)
         bond, member = _nargs(inv, 2)
         return c, {"bond": bond, "member": member}
-    if c == "bond/show":
+    if c in ("bond/show", "lacp/show"):
         _allow_options(inv, set())
         _no_settings(inv)
         args = _nargs(inv, 0, 1)
@@ -339,6 +343,7 @@ PRINTERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "list-ports": formatting.lines,
     "fdb/flush": formatting.flushed,
     "bond/show": formatting.bond_show,
+    "lacp/show": formatting.lacp_show,
     "version": lambda r, p: str(r),
     "reload": formatting.reloaded,
     "list-mirrors": formatting.list_mirrors,

@@ -46,6 +46,7 @@ BOND_MODES = {
     "none": lib.VS_BOND_NONE,
     "active-backup": lib.VS_BOND_ACTIVE_BACKUP,
     "balance-slb": lib.VS_BOND_BALANCE_SLB,
+    "balance-tcp": lib.VS_BOND_BALANCE_TCP,
 }
 
 
@@ -287,6 +288,9 @@ class Datapath:
     def set_slb_bucket(self, port: int, bucket: int, iface: int | None) -> None:
         _check(lib.vs_port_set_slb_bucket(self._dp, port, bucket,
                                           -1 if iface is None else iface), "set SLB bucket")
+
+    def set_lag(self, port: int, on: bool) -> None:
+        _check(lib.vs_port_set_lag(self._dp, port, int(on)), "set LACP admission")
 
     def send_learning_packets(self, port: int) -> int:
         return _check(lib.vs_port_send_learning_packets(self._dp, port), "send learning packets")

@@ -188,8 +188,14 @@ def bond_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
         if detect == "miimon":
             detect += f" every {b['bond_miimon_interval']} ms"
         out.append(f"bond-detect-mode: {detect}")
-        if b["bond_mode"] == "balance-slb":
+        if b["bond_mode"] in ("balance-slb", "balance-tcp"):
             out.append(f"bond-rebalance-interval: {b['bond_rebalance_interval']} ms")
+        out.append(f"lacp_status: {b.get('lacp_status', 'off')}")
+        if b.get("lacp", "off") != "off":
+            out.append(f"lacp: {b['lacp']}, lacp-time: {b['lacp_time']}, "
+                       f"lacp_fallback_ab: {str(b['lacp_fallback_ab']).lower()}")
+        if b.get("effective_mode", b["bond_mode"]) != b["bond_mode"]:
+            out.append(f"running as: {b['effective_mode']} (lacp-fallback-ab)")
         out.append(f"active member: {b['active_member'] or '(none)'}")
         for m in b["members"]:
             state = "enabled" if m["enabled"] else "disabled"
@@ -206,8 +212,34 @@ def bond_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
             if "buckets" in m:
                 extra.append(f"{m['buckets']} hash buckets")
             out.append(f"member {m['name']}: {state} ({', '.join(extra)})")
+            for h in m.get("hashes", []):
+                out.append(f"  hash {h['hash']}: {h['load_bytes'] // 1024} kB load")
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def lacp_show(result: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Like `ovs-appctl lacp/show`."""
+    out = []
+    for b in result:
+        a, p = b["actor"], b["partner"]
+        out.append(f"---- {b['bond']} ----")
+        out.append(f"  status: {b['status']}")
+        out.append(f"  sys_id: {a['system_id']}  sys_priority: {a['system_priority']}  "
+                   f"key: {a['key']}")
+        out.append(f"  partner sys_id: {p['system_id']}  sys_priority: "
+                   f"{p['system_priority']}  key: {p['key']}")
+        for m in b["members"]:
+            out.append("")
+            out.append(f"member: {m['name']}: "
+                       f"{'distributing' if m['distributing'] else 'not distributing'}")
+            out.append(f"  port_id: {m['port_id']}")
+            out.append(f"  actor state: {' '.join(m['actor_state']) or '(none)'}")
+            out.append(f"  partner state: {' '.join(m['partner_state']) or '(none)'}")
+            out.append(f"  PDUs sent: {m['pdus_tx']}, received: {m['pdus_rx']}, "
+                       f"bad: {m['pdus_bad']}")
+        out.append("")
+    return "\n".join(out).rstrip() if out else "(no bond runs LACP)"
 
 
 def reloaded(result: dict[str, list[str]], params: dict[str, Any]) -> str:

@@ -24,12 +24,12 @@ from typing import Any, Callable
 from .config import (BridgeConfig, ConfigError, PortConfig, StaticMac, SwitchConfig,
                      check_external_ids, check_global, check_int, check_mac,
                      merge_external_ids, parse_bridge, parse_port,
-                     MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
+                     LACP_KEYS, MAC_AGING_RANGE, MAC_TABLE_SIZE_RANGE)
 from . import links, vxlan
 from .bond import Bond
 from .bond_commands import BondCommands
 from .mirror import MirrorCommands
-from .datapath import Datapath, IfaceStats
+from .datapath import UPCALL_SLOW_PROTO, Datapath, IfaceStats
 from .errors import VswitchError, exists, invalid, not_found
 from .flowexport.manager import FlowExports, PortView
 from .flowexport.settings import FLOW_KEYS, changed_flow_export
@@ -49,6 +49,7 @@ DB_VERSION = 1
 class PortRuntime:
     cfg: PortConfig
     port_id: int
+    bridge: str = ""
     ifaces: list[int] = field(default_factory=list)
     attachment: Attachment | None = None
     error: str | None = None
@@ -98,6 +99,7 @@ class Switch(BondCommands, MirrorCommands):
         # sFlow samples): handlers register here; the daemon attaches it to
         # its event loop.
         self.upcalls = UpcallChannel(dp)
+        self.upcalls.register(UPCALL_SLOW_PROTO, self.on_slow_protocol)
         self.flows = FlowExports(dp, loop, self.upcalls)   # NetFlow, IPFIX, sFlow
 
     # --- persistence ---------------------------------------------------------
@@ -500,7 +502,7 @@ class Switch(BondCommands, MirrorCommands):
     # --- ports ------------------------------------------------------------------------
     def _make_port(self, rt: BridgeRuntime, cfg: PortConfig) -> PortRuntime:
         port_id = self.dp.add_port(rt.br_id)
-        prt = PortRuntime(cfg, port_id)
+        prt = PortRuntime(cfg, port_id, rt.name)
         try:
             self.dp.set_ofport(port_id, self._ofport(rt, cfg.name))
             self.dp.set_vlan(port_id, cfg.effective_vlan_mode, cfg.tag, cfg.trunks)
@@ -627,7 +629,7 @@ class Switch(BondCommands, MirrorCommands):
     LIVE_PORT_KEYS = ("ip", "tag", "trunks", "vlan_mode", "bond_mode", "bond_updelay",
                       "bond_downdelay", "bond_primary", "bond_detect_mode",
                       "bond_miimon_interval", "bond_rebalance_interval", "publish",
-                      "external_ids") + vxlan.LIVE_KEYS
+                      "external_ids") + vxlan.LIVE_KEYS + LACP_KEYS
 
     def set_port(self, name: str, settings: dict[str, Any]) -> None:
         """Change addresses, VLAN or bond settings live.  An empty value
@@ -654,7 +656,7 @@ class Switch(BondCommands, MirrorCommands):
                 except ConfigError as e:
                     raise _cfg_error(e) from None
                 continue
-            if key.startswith("bond_") and cfg.type != "bond":
+            if (key.startswith("bond_") or key in LACP_KEYS) and cfg.type != "bond":
                 raise invalid(f"{key} is for bonds; {name} is a {cfg.type} port")
             if key in vxlan.VXLAN_KEYS and cfg.type != "vxlan":
                 raise invalid(f"{key} is for vxlan ports; {name} is a {cfg.type} port")

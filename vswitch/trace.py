@@ -29,7 +29,8 @@ VLAN_MODE_NAMES = {lib.VS_VLAN_TRUNK: "trunk", lib.VS_VLAN_ACCESS: "access",
                    lib.VS_VLAN_NATIVE_TAGGED: "native-tagged",
                    lib.VS_VLAN_NATIVE_UNTAGGED: "native-untagged"}
 BOND_MODE_NAMES = {lib.VS_BOND_ACTIVE_BACKUP: "active-backup",
-                   lib.VS_BOND_BALANCE_SLB: "balance-slb"}
+                   lib.VS_BOND_BALANCE_SLB: "balance-slb",
+                   lib.VS_BOND_BALANCE_TCP: "balance-tcp"}
 
 
 def _mac(flow: dict[str, Any], key: str) -> str:

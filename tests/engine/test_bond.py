@@ -1,10 +1,13 @@
-"""Bonds in the engine: admissibility and egress choice for active-backup
-and balance-slb, SLB hashing, and the learning packets sent on failover."""
+"""Bonds in the engine: admissibility and egress choice for active-backup,
+balance-slb and balance-tcp, SLB and L3/L4 hashing, admission under LACP,
+and the learning packets sent on failover."""
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from vswitch._engine import lib
@@ -162,3 +165,159 @@ def test_slb_learning_packets_leave_by_each_macs_member(slb):
     rarp_by_member = [{src for src, _ in rarps(engine.recv_all(m))} for m in members]
     assert rarp_by_member == data_by_member
     assert set().union(*rarp_by_member) == set(macs)
+
+
+# --- balance-tcp and LACP admission -------------------------------------------------
+
+def flow(sport: int, dport: int = 5201, src_ip: str = "10.0.0.1", dst_ip: str = "10.0.0.2",
+         src: str = mac(1), dst: str = mac(2), udp: bool = False, vlan: int | None = None,
+         v6: bool = False) -> bytes:
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    pkt = Ether(src=src, dst=dst)
+    if vlan is not None:
+        pkt = pkt / Dot1Q(vlan=vlan)
+    pkt = pkt / (IPv6(src="fd00::1", dst="fd00::2") if v6 else IP(src=src_ip, dst=dst_ip))
+    pkt = pkt / (UDP(sport=sport, dport=dport) if udp else TCP(sport=sport, dport=dport))
+    return bytes(pkt)
+
+
+def tcp_bucket(raw: bytes, vlan: int = 0) -> int:
+    return lib.vs_tcp_hash(raw, len(raw), vlan)
+
+
+@pytest.fixture
+def tcp(engine):
+    """host h, a balance-tcp bond of 3 members, buckets dealt round robin,
+    LACP negotiated (lag)."""
+    h = engine.add_port()
+    bond = engine.add_port(bond_mode="balance-tcp", members=3)
+    members = engine.members(bond.port)
+    for b in range(256):
+        engine.dp.set_slb_bucket(bond.port, b, members[b % 3].iface)
+    engine.dp.set_active(bond.port, members[0].iface)
+    engine.dp.set_lag(bond.port, True)
+    engine.dp.fdb_add_static(engine.br, bond.port, 0, mac(2))
+    return engine, h, bond, members
+
+
+def test_tcp_hash_is_symmetric_and_uses_addresses_protocol_and_ports():
+    there = flow(40000)
+    back = flow(5201, 40000, "10.0.0.2", "10.0.0.1", src=mac(2), dst=mac(1))
+    assert tcp_bucket(there) == tcp_bucket(back)
+    buckets = {tcp_bucket(flow(40000 + i)) for i in range(200)}
+    assert len(buckets) > 100                     # the source port matters
+    # MACs do not matter for IP; addresses do
+    assert tcp_bucket(flow(1, src=mac(7))) == tcp_bucket(flow(1, src=mac(8)))
+    assert len({tcp_bucket(flow(1, src_ip=f"10.0.1.{i}")) for i in range(50)}) > 25
+    assert len({tcp_bucket(flow(40000 + i, udp=True)) for i in range(100)}) > 50
+    assert len({tcp_bucket(flow(40000 + i, v6=True)) for i in range(100)}) > 50
+    # a tag does not change an IP flow's bucket; for L2 frames the VLAN counts
+    assert tcp_bucket(flow(1, vlan=10)) == tcp_bucket(flow(1))
+    l2 = frame(mac(1), mac(2))[:14]
+    assert len({tcp_bucket(l2, v) for v in range(1, 40)}) > 20
+
+
+def test_tcp_hash_of_a_fragment_or_cut_header_ignores_ports():
+    from scapy.layers.inet import IP, TCP
+    frags = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF") / TCP(sport=p))
+             for p in range(1000, 1010)]
+    assert len({tcp_bucket(f) for f in frags}) == 1
+    whole = flow(1234)
+    ip_only = whole[:14 + 20]
+    assert tcp_bucket(ip_only) == tcp_bucket(flow(4321)[:14 + 20])
+    for cut in range(len(whole)):
+        assert 0 <= tcp_bucket(whole[:cut]) < 256
+
+
+def test_balance_tcp_spreads_flows_and_keeps_each_on_one_member(tcp):
+    engine, h, bond, members = tcp
+    for i in range(150):
+        engine.send(h, flow(40000 + i))
+    got = [len(engine.recv_all(m)) for m in members]
+    assert sum(got) == 150 and min(got) >= 25, got
+    for i in (3, 77):
+        for _ in range(4):
+            engine.send(h, flow(40000 + i))
+        per = [len(engine.recv_all(m)) for m in members]
+        assert sorted(per) == [0, 0, 4]
+        assert per.index(4) == tcp_bucket(flow(40000 + i)) % 3
+    loads = engine.dp.take_slb_loads(bond.port)
+    assert sum(loads) == sum(len(flow(40000 + i)) for i in range(150)) + \
+        8 * len(flow(40000))
+
+
+def test_balance_tcp_follows_buckets_and_falls_back_to_the_active_member(tcp):
+    engine, h, bond, members = tcp
+    f = flow(1111)
+    b = tcp_bucket(f)
+    engine.dp.set_slb_bucket(bond.port, b, members[2].iface)
+    engine.send(h, f)
+    assert [len(engine.recv_all(m)) for m in members] == [0, 0, 1]
+    engine.dp.set_enabled(members[2].iface, False)    # until its buckets move
+    engine.send(h, f)
+    assert [len(engine.recv_all(m)) for m in members] == [1, 0, 0]
+
+
+def test_lag_admits_everything_on_enabled_members_only(tcp):
+    engine, h, bond, members = tcp
+    engine.send(h, frame(mac(1), BCAST))              # mac(1) learned on h
+    for m in members:
+        engine.recv_all(m)
+    for m in members:                                 # broadcast on every member
+        engine.send(m, frame(mac(30), BCAST))
+    assert len(engine.recv_all(h)) == 3
+    engine.send(members[1], frame(mac(31), mac(1)))
+    assert len(engine.recv_all(h)) == 1
+    engine.dp.set_enabled(members[1].iface, False)
+    engine.send(members[1], frame(mac(31), mac(1)))
+    assert engine.recv_all(h) == [] and engine.stats(members[1]).drops["bond"] == 1
+    # without LACP a balance-tcp bond takes nothing in
+    engine.dp.set_lag(bond.port, False)
+    engine.send(members[0], frame(mac(30), BCAST))
+    assert engine.recv_all(h) == [] and engine.stats(members[0]).drops["bond"] == 1
+
+
+def test_lacpdus_are_claimed_on_disabled_members_and_sent_through_them(tcp):
+    """LACP must hear and speak on members that carry no traffic (that is
+    how a member starts to)."""
+    from vswitch.datapath import CLAIM_LACP
+    engine, h, bond, members = tcp
+    m = members[1]
+    engine.dp.set_enabled(m.iface, False)
+    engine.dp.set_claim(m.iface, CLAIM_LACP)
+    pdu = bytes(Ether(src=mac(9), dst="01:80:c2:00:00:02", type=0x8809)) + bytes([1, 1]) + \
+        bytes(108)
+    engine.send(m, pdu)
+    st = engine.stats(m)
+    assert st.rx_upcall == 1 and st.drops["bond"] == 0 and engine.recv_all(h) == []
+    engine.dp.send(m.iface, pdu)
+    assert engine.recv_all(m) == [pdu]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=120), vlan=st.integers(0, 4095))
+def test_tcp_hash_of_arbitrary_bytes(data, vlan):
+    for prefix in (b"", bytes(12) + b"\x08\x00", bytes(12) + b"\x86\xdd",
+                   bytes(12) + b"\x81\x00\x00\x0a\x08\x00"):
+        assert 0 <= lib.vs_tcp_hash(prefix + data, len(prefix + data), vlan) < 256
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ethertype=st.sampled_from([b"\x08\x00", b"\x86\xdd", b"\x81\x00", b"\x88\x09"]),
+       rest=st.binary(max_size=100))
+def test_hostile_frames_through_a_balance_tcp_bond(tcp, ethertype, rest):
+    """Cut and absurd IP headers on their way out of a balance-tcp bond:
+    each is accounted once and nothing reads past the frame (the sanitizer
+    pass runs this too)."""
+    engine, h, bond, members = tcp
+    before = engine.stats(h)
+    engine.send(h, bytes.fromhex(mac(2).replace(":", "")) +
+                bytes.fromhex(mac(1).replace(":", "")) + ethertype + rest)
+    after = engine.stats(h)
+    assert after.rx_packets == before.rx_packets + 1
+    assert (after.rx_forwarded - before.rx_forwarded) + \
+        (sum(after.drops.values()) - sum(before.drops.values())) == 1
+    for m in members:
+        engine.recv_all(m)

@@ -158,3 +158,31 @@ def test_error_at_the_end_of_the_document_names_the_last_line(tmp_path):
         load_config_file(f)
     assert e.value.line == text.count("\n")
     assert str(e.value).startswith(f"{f}:{text.count(chr(10))}: ")
+
+
+def test_lacp_in_a_config_file(tmp_path):
+    cfg = load(tmp_path, '[bridge.br0.port.bond0]\ntype = "bond"\n'
+                         'interfaces = ["eth1", "eth2"]\nbond_mode = "balance-tcp"\n'
+                         'lacp = "active"\nlacp-time = "fast"\nlacp-fallback-ab = true\n'
+                         'lacp-system-id = "02:AA:00:00:00:01"\nlacp-system-priority = 10\n')
+    b = cfg.bridges["br0"].ports["bond0"]
+    assert (b.lacp, b.lacp_time, b.lacp_fallback_ab, b.lacp_system_id,
+            b.lacp_system_priority) == ("active", "fast", True, "02:aa:00:00:00:01", 10)
+    assert parse_switch(cfg.to_json()) == cfg          # the database keeps all of it
+    plain = load(tmp_path, '[bridge.br0.port.bond0]\ntype = "bond"\n'
+                           'interfaces = ["eth1", "eth2"]\n').bridges["br0"].ports["bond0"]
+    assert (plain.bond_setting("lacp"), plain.bond_setting("lacp_time"),
+            plain.bond_setting("lacp_fallback_ab")) == ("off", "slow", False)
+    head = '[bridge.br0.port.bond0]\ntype = "bond"\ninterfaces = ["eth1", "eth2"]\n'
+    for extra, needle, line in (
+            ('bond_mode = "balance-tcp"\n', "balance-tcp needs LACP", 4),
+            ('bond_mode = "balance-tcp"\nlacp = "off"\n', "balance-tcp needs LACP", 4),
+            ('lacp = "yes"\n', "lacp must be one of active, passive, off", 4),
+            ('lacp-time = "quick"\n', "lacp-time must be one of fast, slow", 4),
+            ('lacp-system-priority = 70000\n', "out of range 1..65535", 4),
+            ('lacp-system-id = "00:00:00:00:00:00"\n', "not a usable MAC", 4),
+            ('lacp-fallback-ab = "perhaps"\n', "must be true or false", 4)):
+        e = error_of(tmp_path, head + extra)
+        assert needle in e.message and e.line == line, (extra, e)
+    e = error_of(tmp_path, '[bridge.br0.port.p]\nnetns = "n"\nlacp = "active"\n')
+    assert "is for bonds" in e.message and e.line == 3
