@@ -32,17 +32,19 @@ def captures(lab) -> list:
 def test_capture_count_into_tcpdump(lab):
     ping = pinging(lab)
     try:
-        r = sh("bash", "-c", ctl_cmd(lab, "capture", "h1", "--count", "5") +
+        r = sh("bash", "-c", ctl_cmd(lab, "capture", "h1", "--count", "20") +
                " | tcpdump -r - -nn", timeout=60)
     finally:
         ping.kill()
         ping.wait()
     lines = r.stdout.strip().splitlines()
-    assert len(lines) == 5, r.stdout
-    # the pings, and maybe an ARP exchange or an IPv6 neighbour's frame
+    assert len(lines) == 20, r.stdout
+    # Mostly the pings (two frames every 0.1 s); a namespace that has just come
+    # up also sends a few IPv6 frames of its own (MLD reports, neighbour
+    # solicitations) and there may be an ARP exchange.
     assert sum("10.0.0.1 > 10.0.0.2: ICMP echo request" in x or
-               "10.0.0.2 > 10.0.0.1: ICMP echo reply" in x for x in lines) >= 3, lines
-    assert "vswitchctl: 5 frames captured on h1" in r.stderr
+               "10.0.0.2 > 10.0.0.1: ICMP echo reply" in x for x in lines) >= 12, lines
+    assert "vswitchctl: 20 frames captured on h1" in r.stderr
     assert "reading from file -, link-type EN10MB (Ethernet)" in r.stderr
 
 
@@ -123,7 +125,8 @@ def test_mirror_commands_and_errors(lab):
     lab.ctl("del-port", "h2")
     lab.restart()
     (m,) = json.loads(lab.ctl("list-mirrors", br, "--json").stdout)
-    assert m["select_src_port"] == ["h1"] and m["tx_packets"] == 0
+    # (its counter is not checked: h1's namespace sends IPv6 frames of its own)
+    assert m["select_src_port"] == ["h1"]
     stored = json.loads(lab.db.read_text())["config"]["bridge"][br]["mirror"]
     assert stored == [{"name": "m0", "select_src_port": ["h1"], "select_vlan": [0, 10, 11, 12],
                        "output_port": "h3"}]
