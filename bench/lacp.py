@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .proc import stop_popen
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -116,13 +118,7 @@ class Ovs:
             sh("ovs-vsctl", f"--db=unix:{self.dir}/db.sock", "--timeout=30", "--if-exists",
                "del-br", br, env=self.env, check=False)
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_popen(p)
 
 
 class VswitchLeft:

@@ -89,6 +89,19 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         wait_until(lambda: not alive(pid), 5.0, f"pid {pid} to die", 0.05)
 
 
+def stop_popen(p: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL, and reap: for a
+    subprocess.Popen we started."""
+    if p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def read_pidfile(path: Path, timeout: float = 10.0) -> int:
     def ready() -> bool:
         try:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cleanup
+from .proc import stop_popen
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -120,15 +121,7 @@ class Lab:
         with open(self.dir / log, "w") as f:
             p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
 
-        def stop() -> None:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        self.tokens.append(cleanup.push(f"process {p.pid}", stop))
+        self.tokens.append(cleanup.push(f"process {p.pid}", lambda: stop_popen(p)))
         return p
 
     def close(self) -> None:
